@@ -1,0 +1,1 @@
+"""Deployment paths: Paddle Inference, ONNX Runtime, HTTP serving, quantization."""

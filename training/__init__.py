@@ -1,0 +1,1 @@
+"""Training-side helpers for ``train.py``: data sets, augmentation, metrics, distribution."""
