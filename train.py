@@ -70,8 +70,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="AMP level; giving it implies --amp (default: O1)")
     parser.add_argument("--num-classes", type=int, default=None, help="classes (default: from the data set)")
     parser.add_argument("--train-crop-size", type=int, default=224, help="default: 224")
+    parser.add_argument("--random-crop-scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"),
+                        help="area range of RandomResizedCrop (default: 0.08 1.0)")
     parser.add_argument("--val-resize-size", type=int, default=256, help="default: 256")
     parser.add_argument("--val-crop-size", type=int, default=224, help="default: 224")
+    parser.add_argument("--bn-recalibration-batches", type=int, default=0, metavar="N",
+                        help="after each epoch, recompute BatchNorm statistics as the plain average over N "
+                             "training batches (precise BN; useful for very short runs, whose running "
+                             "statistics are still mostly their initial values) (default: 0 = off)")
     return parser
 
 
@@ -94,6 +100,7 @@ def train_one_epoch(
     tic = time.perf_counter()
     for step, (images, target) in enumerate(loader, 1):
         reader_cost = time.perf_counter() - tic
+        loader.dataset.check_batch(target.numpy())
         with paddle.amp.auto_cast(enable=args.amp, level=args.amp_level, dtype=args.amp_dtype):
             output = model(images)
             loss = criterion(output, target)
@@ -146,6 +153,27 @@ def train_one_epoch(
 
 
 @paddle.no_grad()
+def recalibrate_batchnorm(model: nn.Layer, loader: DataLoader, batches: int) -> None:
+    """Precise BN: set every BN's running mean/variance to the average over ``batches`` batches."""
+    norms = [layer for layer in model.sublayers() if isinstance(layer, nn.BatchNorm2D)]
+    saved = [layer._momentum for layer in norms]
+    model.train()
+    seen = 0
+    for images, target in loader:
+        loader.dataset.check_batch(target.numpy())
+        seen += 1
+        for layer in norms:
+            # running = m * running + (1 - m) * batch; m = (k-1)/k gives the mean of k batches
+            layer._momentum = (seen - 1) / seen
+        model(images)
+        if seen >= batches:
+            break
+    for layer, momentum in zip(norms, saved, strict=True):
+        layer._momentum = momentum
+    logger.info("recalibrated %d BatchNorm layers over %d batches", len(norms), seen)
+
+
+@paddle.no_grad()
 def evaluate(model: nn.Layer, criterion: nn.Layer, loader: DataLoader, args: argparse.Namespace) -> dict[str, float]:
     """Top-1/top-5 over the whole val split, summed across ranks; prints `` * Acc@1 .. Acc@5 ..``."""
     model.eval()
@@ -153,6 +181,7 @@ def evaluate(model: nn.Layer, criterion: nn.Layer, loader: DataLoader, args: arg
     metric_logger = MetricLogger(printer=logger.info if dist_utils.is_main_process() else (lambda _msg: None))
     sums = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct@1, correct@5, n
     for images, target in metric_logger.log_every(loader, args.print_freq, "Test: "):
+        loader.dataset.check_batch(target.numpy())
         output = model(images).astype("float32")
         loss = float(criterion(output, target))
         c1, c5 = correct_counts(output, target, (1, k5))
@@ -176,7 +205,9 @@ def build_loader(dataset: ImageClassificationDataset, args: argparse.Namespace, 
     else:
         shard = dist_utils.ShardSampler(len(dataset), world, rank)
         sampler = BatchSampler(sampler=shard, batch_size=args.batch_size, drop_last=False)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers, use_shared_memory=False)
+    # Without a buffer thread an error in a sample (e.g. a corrupt image) reaches us instead of hanging.
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers, use_shared_memory=False,
+                      use_buffer_reader=args.workers > 0)
 
 
 def checkpoint_paths(path: str) -> tuple[Path, Path]:
@@ -202,6 +233,11 @@ def resolve_args(args: argparse.Namespace) -> None:
     for name in ("batch_size", "epochs", "print_freq", "train_crop_size", "val_resize_size", "val_crop_size"):
         if getattr(args, name) < 1:
             raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be at least 1")
+    low, high = args.random_crop_scale
+    if not 0 < low <= high <= 1:
+        raise argparse.ArgumentTypeError("--random-crop-scale needs 0 < MIN <= MAX <= 1")
+    if args.bn_recalibration_batches < 0:
+        raise argparse.ArgumentTypeError("--bn-recalibration-batches must be 0 or more")
     if args.workers < 0:
         raise argparse.ArgumentTypeError("--workers must be 0 or more")
     if args.test_only and not args.pretrained and not args.resume:
@@ -247,7 +283,7 @@ def main(args: argparse.Namespace) -> int:
         evaluate(model, criterion, val_loader, args)
         return 0
 
-    train_set = ImageClassificationDataset(train_samples, TrainTransform(args.train_crop_size))
+    train_set = ImageClassificationDataset(train_samples, TrainTransform(args.train_crop_size, tuple(args.random_crop_scale)))
     train_loader = build_loader(train_set, args, train=True)
     scheduler = paddle.optimizer.lr.StepDecay(args.lr, step_size=args.lr_step_size, gamma=args.lr_gamma)
     optimizer = paddle.optimizer.Momentum(
@@ -255,6 +291,10 @@ def main(args: argparse.Namespace) -> int:
         weight_decay=paddle.regularizer.L2Decay(args.weight_decay),
     )
     scaler = None
+    args.amp_applied = bool(args.amp and args.device == "gpu")
+    if args.amp and not args.amp_applied:
+        logger.warning("AMP: Paddle %s applies auto_cast on CUDA devices only; on CPU this run trains in "
+                       "float32 (recorded as amp_applied=false in args.json)", paddle.__version__)
     if args.amp:
         if args.amp_level == "O2":
             model, optimizer = paddle.amp.decorate(model, optimizer, level="O2", dtype=args.amp_dtype,
@@ -290,6 +330,8 @@ def main(args: argparse.Namespace) -> int:
         lr = optimizer.get_lr()
         stats = train_one_epoch(train_model, criterion, optimizer, train_loader, epoch, args, scaler)
         scheduler.step()
+        if args.bn_recalibration_batches > 0:
+            recalibrate_batchnorm(model, train_loader, args.bn_recalibration_batches)
         stats.update(evaluate(model, criterion, val_loader, args))
         if main_process:
             save_checkpoint(out_dir, "latest", model, optimizer, scheduler, epoch, scaler)

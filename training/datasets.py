@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from paddle.io import Dataset
+from PIL import Image
 
 from vision.preprocess import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
 
@@ -111,5 +112,19 @@ class ImageClassificationDataset(Dataset):
         try:
             image = decode_image(path)
         except ImageDecodeError as exc:
-            raise DataError(f"corrupt image file: {exc}") from exc
+            # Raising here would kill Paddle's loader thread and hang the run, so the sample is
+            # replaced by a blank image tagged with label -(index + 1); check_batch() raises.
+            logger.error("corrupt image file: %s", exc)
+            return self.transform(Image.new("RGB", (256, 256))), np.int64(-(index + 1))
         return self.transform(image), np.int64(label)
+
+    def check_batch(self, labels: np.ndarray) -> None:
+        """Raise :class:`DataError` naming the file when a batch holds a sample that failed to decode."""
+        bad = labels[labels < 0]
+        if bad.size:
+            path = self.samples[int(-bad.min()) - 1][0]
+            try:
+                decode_image(path)
+            except ImageDecodeError as exc:
+                raise DataError(f"corrupt image file: {exc}") from exc
+            raise DataError(f"corrupt image file: {path}")

@@ -14,8 +14,8 @@ from vision.preprocess import center_crop, normalize_chw, resize_short
 class TrainTransform:
     """RandomResizedCrop + RandomHorizontalFlip(0.5) + Normalize, as torchvision's preset."""
 
-    def __init__(self, crop_size: int = 224) -> None:
-        self.augment = T.Compose([T.RandomResizedCrop(crop_size), T.RandomHorizontalFlip(0.5)])
+    def __init__(self, crop_size: int = 224, scale: tuple[float, float] = (0.08, 1.0)) -> None:
+        self.augment = T.Compose([T.RandomResizedCrop(crop_size, scale=scale), T.RandomHorizontalFlip(0.5)])
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         return normalize_chw(self.augment(image))

@@ -120,13 +120,21 @@ def preprocess_batch(sources: list[ImageSource], **kwargs: int) -> np.ndarray:
 
 
 def list_images(path: str | os.PathLike) -> list[Path]:
-    """A single image file, or the image files of a folder (sorted, not recursive)."""
+    """A single image file, or the images of a folder, sorted.
+
+    A folder with no images of its own is searched recursively, so a data-set split
+    with class sub-folders (``lite_data/val``) works too.
+    """
     root = Path(path)
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such image file or folder")
-    images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+    def is_image(p: Path) -> bool:
+        return p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+
+    images = sorted(p for p in root.iterdir() if is_image(p)) or sorted(p for p in root.rglob("*") if is_image(p))
     if not images:
         raise FileNotFoundError(f"{root}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return images

@@ -1,0 +1,110 @@
+"""Inference backends for the service: Paddle Inference (default) and ONNX Runtime.
+
+Both are thin adapters over the project's predictors
+(:class:`deploy.inference_python.predictor.PaddlePredictor` and
+:class:`deploy.onnx_python.predictor.OnnxPredictor`), so the service runs exactly
+what ``infer.py`` and the ONNX chain run. ``model_config`` points at:
+
+* ``backend: paddle``: the exported inference directory (``inference.json`` +
+  ``inference.pdiparams``, from ``tools/export_model.py``). Upstream pointed at a
+  ``serving_server/`` directory produced by ``paddle_serving_client.convert``;
+  that conversion step does not exist here, the export directory is used as is.
+* ``backend: onnxruntime``: an ``.onnx`` file, or a directory holding exactly one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from deploy.serving_python.serving_config import ConfigError, ModelConf
+
+logger = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+BackendFactory = Callable[[int], Backend]
+
+
+def resolve_model_path(model: ModelConf) -> Path:
+    """Check ``model_config`` exists in the form the backend needs; returns the file/dir to load."""
+    path = model.model_config
+    key = "op.imagenet.local_service_conf.model_config"
+    if model.backend == "paddle":
+        from deploy.inference_python.predictor import find_model_files
+
+        if path.is_file() and path.suffix == ".onnx":
+            raise ConfigError(f"{key} {str(path)!r} is an ONNX file; set backend: onnxruntime to serve it")
+        try:
+            find_model_files(path)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        return path
+    if path.is_dir():
+        candidates = sorted(path.glob("*.onnx"))
+        if len(candidates) != 1:
+            found = ", ".join(p.name for p in candidates) or "none"
+            raise ConfigError(f"{key} {str(path)!r}: the onnxruntime backend needs an .onnx file or a directory "
+                              f"holding exactly one (found {found})")
+        return candidates[0]
+    if not path.is_file():
+        raise ConfigError(f"{key} {str(path)!r}: ONNX model file not found (convert one with paddle2onnx)")
+    return path
+
+
+def label_dir(model: ModelConf) -> Path:
+    """Where ``label_list.txt`` is looked for: the model directory (the .onnx file's directory)."""
+    path = model.model_config
+    return path if path.is_dir() else path.parent
+
+
+def make_backend_factory(model: ModelConf) -> BackendFactory:
+    """``factory(worker_index)`` builds one predictor; workers are bound to GPUs round-robin as upstream."""
+    path = resolve_model_path(model)
+    device = model.device
+
+    def gpu_for(worker: int) -> int:
+        return device.gpu_ids[worker % len(device.gpu_ids)] if device.gpu_ids else 0
+
+    if model.backend == "onnxruntime":
+        from deploy.onnx_python.predictor import OnnxPredictor
+
+        if device.kind == "tensorrt":
+            from deploy.options import UnsupportedConfig
+
+            def unsupported(worker: int) -> Backend:
+                raise UnsupportedConfig("device_type 2 (TensorRT) is served by the paddle backend only")
+            return unsupported
+
+        def onnx_factory(worker: int) -> Backend:
+            # OnnxPredictor picks the CUDA provider's default card; bind it with CUDA_VISIBLE_DEVICES.
+            return OnnxPredictor(path, threads=model.thread_num, use_gpu=device.kind != "cpu")
+        return onnx_factory
+
+    from deploy.inference_python.predictor import InferenceOptions, PaddlePredictor
+
+    precision = model.precision
+    if precision == "bf16":
+        if device.kind != "cpu":
+            from deploy.options import UnsupportedConfig
+
+            def no_bf16(worker: int) -> Backend:
+                raise UnsupportedConfig("precision bf16 is a CPU (oneDNN) mode; use fp16 on GPU/TensorRT")
+            return no_bf16
+        precision = "fp16"  # PaddlePredictor runs CPU "fp16" as oneDNN bfloat16
+
+    def paddle_factory(worker: int) -> Backend:
+        options = InferenceOptions(
+            use_gpu=device.kind != "cpu", gpu_id=gpu_for(worker), enable_mkldnn=model.use_mkldnn,
+            cpu_threads=model.thread_num, use_tensorrt=device.kind == "tensorrt", precision=precision,
+            ir_optim=model.ir_optim,
+        )
+        return PaddlePredictor(path, options)
+    return paddle_factory

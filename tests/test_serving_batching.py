@@ -1,0 +1,300 @@
+"""Dynamic batching (deploy/serving_python/batcher.py) and the app's timeouts and failure handling.
+
+Most tests use a fake backend whose class is the dominant colour channel of the image
+(red 0, green 1, blue 2), so the rows of a merged batch can be traced back to their
+requests; one test batches the tiny exported Paddle model.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from deploy.options import UnsupportedConfig
+from deploy.serving_python.app import ServingRuntime, build_runtime, create_app
+from deploy.serving_python.batcher import BatcherStopped, DynamicBatcher
+from deploy.serving_python.protocol import TIMEOUT, UNKNOWN
+from deploy.serving_python.serving_config import validate
+from tests.test_serving_support import b64, b64_file, lite_images, make_jpeg, request_body, serve_in_thread, tiny_models
+
+COLOURS = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
+SHAPE = (3, 8, 8)
+
+
+class FakeBackend:
+    """Class = dominant colour channel; records every batch size; optional delay and failure."""
+
+    def __init__(self, delay: float = 0.0, fail_on_blue: bool = False,
+                 first_delay: float | None = None) -> None:
+        self.delay = delay
+        self.first_delay = first_delay
+        self.fail_on_blue = fail_on_blue
+        self.sizes: list[int] = []
+        self.warm = False  # set after start(): warm-up calls are not recorded
+        self.lock = threading.Lock()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if not self.warm:
+            return np.full((batch.shape[0], 4), 0.25, np.float32)
+        means = batch.mean(axis=(2, 3))
+        with self.lock:
+            first = not self.sizes
+            self.sizes.append(int(batch.shape[0]))
+        if self.fail_on_blue and (means.argmax(axis=1) == 2).any():
+            raise RuntimeError("simulated model failure")
+        time.sleep(self.first_delay if first and self.first_delay is not None else self.delay)
+        probs = np.full((batch.shape[0], 4), 0.02, np.float32)
+        probs[np.arange(batch.shape[0]), means.argmax(axis=1)] = 0.94
+        return probs
+
+
+def coloured(index: int, rows: int = 1) -> np.ndarray:
+    batch = np.zeros((rows, *SHAPE), np.float32)
+    batch[:, index] = 1.0
+    return batch
+
+
+def batcher_with(backend: FakeBackend, **kwargs: object) -> DynamicBatcher:
+    batcher = DynamicBatcher(lambda worker: backend, warmup_shape=SHAPE, **kwargs)
+    batcher.start(10)
+    backend.warm = True
+    return batcher
+
+
+# -- the batcher -------------------------------------------------------------------------------------------
+
+
+def test_concurrent_submissions_are_merged_and_routed_back() -> None:
+    backend = FakeBackend(delay=0.05)
+    batcher = batcher_with(backend, max_batch_size=8, batch_timeout_s=0.05)
+    try:
+        futures = [batcher.submit(coloured(i % 3)) for i in range(12)]
+        results = [f.result(10) for f in futures]
+    finally:
+        batcher.stop()
+    assert [int(r.argmax()) for r in results] == [i % 3 for i in range(12)]
+    assert sum(backend.sizes) == 12
+    assert max(backend.sizes) <= 8
+    assert len(backend.sizes) < 12, backend.sizes
+    assert batcher.model_calls == len(backend.sizes)
+
+
+def test_wait_window_groups_requests_that_arrive_apart() -> None:
+    backend = FakeBackend()
+    batcher = batcher_with(backend, max_batch_size=4, batch_timeout_s=0.3)
+    try:
+        first = batcher.submit(coloured(0))
+        time.sleep(0.05)
+        second = batcher.submit(coloured(1, rows=2))
+        first.result(5), second.result(5)
+    finally:
+        batcher.stop()
+    assert backend.sizes == [3]
+
+
+def test_no_wait_when_timeout_is_zero() -> None:
+    backend = FakeBackend()
+    batcher = batcher_with(backend, max_batch_size=8, batch_timeout_s=0.0)
+    try:
+        for i in range(3):
+            batcher.submit(coloured(i)).result(5)
+    finally:
+        batcher.stop()
+    assert backend.sizes == [1, 1, 1]
+
+
+def test_full_batch_does_not_wait_for_the_window() -> None:
+    backend = FakeBackend()
+    batcher = batcher_with(backend, max_batch_size=2, batch_timeout_s=5.0)
+    try:
+        start = time.monotonic()
+        futures = [batcher.submit(coloured(0)), batcher.submit(coloured(1))]
+        for f in futures:
+            f.result(4)
+        assert time.monotonic() - start < 2.0
+    finally:
+        batcher.stop()
+
+
+def test_oversized_request_runs_alone_and_batch_cap_holds() -> None:
+    backend = FakeBackend(delay=0.1)
+    batcher = batcher_with(backend, max_batch_size=4, batch_timeout_s=0.05)
+    try:
+        blocker = batcher.submit(coloured(0))
+        time.sleep(0.02)  # the model is busy with `blocker`; the rest queue up
+        big = batcher.submit(coloured(1, rows=6))
+        small = [batcher.submit(coloured(2, rows=3)), batcher.submit(coloured(2, rows=2))]
+        assert big.result(5).shape == (6, 4)
+        assert [f.result(5).shape[0] for f in small] == [3, 2]
+        blocker.result(5)
+    finally:
+        batcher.stop()
+    assert 6 in backend.sizes
+    assert all(size <= 4 for size in backend.sizes if size != 6), backend.sizes
+
+
+def test_abandoned_and_expired_requests_never_reach_the_model() -> None:
+    backend = FakeBackend(delay=0.2)
+    batcher = batcher_with(backend, max_batch_size=1)
+    try:
+        busy = batcher.submit(coloured(0))
+        time.sleep(0.05)
+        cancelled = batcher.submit(coloured(1, rows=5))
+        assert cancelled.cancel()
+        expired = batcher.submit(coloured(2, rows=7), deadline=time.monotonic() + 0.01)
+        busy.result(5)
+        with pytest.raises(TimeoutError):
+            expired.result(5)
+        batcher.submit(coloured(0)).result(5)
+    finally:
+        batcher.stop()
+    assert 5 not in backend.sizes and 7 not in backend.sizes
+
+
+def test_model_error_fails_only_its_batch() -> None:
+    backend = FakeBackend(fail_on_blue=True)
+    batcher = batcher_with(backend, max_batch_size=4)
+    try:
+        with pytest.raises(RuntimeError, match="simulated"):
+            batcher.submit(coloured(2)).result(5)
+        assert batcher.submit(coloured(0)).result(5).argmax() == 0
+        assert batcher.healthy
+    finally:
+        batcher.stop()
+
+
+def test_stop_drains_queue_then_refuses_work() -> None:
+    backend = FakeBackend(delay=0.05)
+    batcher = batcher_with(backend, max_batch_size=1)
+    futures = [batcher.submit(coloured(i % 3)) for i in range(4)]
+    batcher.stop(10)
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert not batcher.healthy
+    with pytest.raises(BatcherStopped):
+        batcher.submit(coloured(0))
+
+
+def test_load_error_is_raised_by_start() -> None:
+    def factory(worker: int) -> FakeBackend:
+        raise UnsupportedConfig("GPU inference needs CUDA")
+
+    batcher = DynamicBatcher(factory, workers=2, warmup_shape=SHAPE)
+    with pytest.raises(UnsupportedConfig, match="CUDA"):
+        batcher.start(10)
+
+
+def test_several_workers_share_the_queue() -> None:
+    backends: list[FakeBackend] = []
+
+    def factory(worker: int) -> FakeBackend:
+        backend = FakeBackend(delay=0.05)
+        backends.append(backend)
+        return backend
+
+    batcher = DynamicBatcher(factory, workers=2, max_batch_size=2, batch_timeout_s=0.01, warmup_shape=SHAPE)
+    batcher.start(10)
+    for backend in backends:
+        backend.warm = True
+    try:
+        futures = [batcher.submit(coloured(i % 3)) for i in range(12)]
+        assert [int(f.result(10).argmax()) for f in futures] == [i % 3 for i in range(12)]
+    finally:
+        batcher.stop()
+    assert all(b.sizes for b in backends), "both workers ran batches"
+
+
+# -- through the HTTP app ----------------------------------------------------------------------------------
+
+
+def app_config(model_dir: Path, **op: object) -> object:
+    op_conf = {"concurrency": 1, "batch_size": 8, "auto_batching_timeout": 30, "timeout": 30000, **op,
+               "local_service_conf": {"model_config": str(model_dir), "devices": "", "thread_num": 1}}
+    return validate({"worker_num": 4, "op": {"imagenet": op_conf}})
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., tuple[str, FakeBackend, ServingRuntime]]]:
+    started: list[tuple[object, ServingRuntime]] = []
+
+    def start(backend: FakeBackend, **op: object) -> tuple[str, FakeBackend, ServingRuntime]:
+        runtime = build_runtime(app_config(Path("/nonexistent-model"), **op), backend_factory=lambda w: backend)
+        backend.warm = True
+        ctx = serve_in_thread(create_app(runtime))
+        url = ctx.__enter__()
+        started.append((ctx, runtime))
+        return url, backend, runtime
+
+    yield start
+    for ctx, runtime in started:
+        ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
+        runtime.stop()
+
+
+def post_all(url: str, bodies: list[dict[str, object]]) -> list[dict[str, object]]:
+    def one(body: dict[str, object]) -> dict[str, object]:
+        with httpx.Client(timeout=30) as http:
+            return http.post(f"{url}/imagenet/prediction", content=json.dumps(body)).json()
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(one, bodies))
+
+
+def test_concurrent_http_requests_use_fewer_model_calls(fake_server: Callable[..., tuple]) -> None:
+    url, backend, _ = fake_server(FakeBackend(delay=0.15), batch_size=8, auto_batching_timeout=50)
+    bodies = [request_body([b64(make_jpeg(color=COLOURS[i % 3]))], logid=i) for i in range(10)]
+    replies = post_all(url, bodies)
+    assert all(r["err_no"] == 0 for r in replies), replies
+    assert [r["value"][2] for r in replies] == [f"[{i % 3}]" for i in range(10)]
+    assert sum(backend.sizes) == 10
+    assert len(backend.sizes) < 10, backend.sizes
+    metrics = httpx.get(f"{url}/metrics").text
+    count = float(next(line.split()[-1] for line in metrics.splitlines()
+                       if line.startswith("serving_batch_size_count")))
+    assert count == len(backend.sizes)
+
+
+def test_timeout_answers_6000_and_server_recovers(fake_server: Callable[..., tuple]) -> None:
+    url, backend, _ = fake_server(FakeBackend(first_delay=1.5), timeout=500, auto_batching_timeout=0)
+    body = request_body([b64(make_jpeg(color=COLOURS[0]))])
+    start = time.monotonic()
+    slow = httpx.post(f"{url}/imagenet/prediction", content=json.dumps(body), timeout=30).json()
+    assert slow["err_no"] == TIMEOUT and "timeout" in slow["err_msg"], slow
+    assert time.monotonic() - start < 1.4
+    time.sleep(1.2)  # let the abandoned model call finish
+    ok = httpx.post(f"{url}/imagenet/prediction", content=json.dumps(body), timeout=30).json()
+    assert ok["err_no"] == 0, ok
+
+
+def test_model_failure_answers_10000_and_server_recovers(fake_server: Callable[..., tuple]) -> None:
+    url, _, _ = fake_server(FakeBackend(fail_on_blue=True), auto_batching_timeout=0)
+    bad = httpx.post(f"{url}/imagenet/prediction",
+                     content=json.dumps(request_body([b64(make_jpeg(color=COLOURS[2]))]))).json()
+    assert bad["err_no"] == UNKNOWN and "simulated model failure" in bad["err_msg"], bad
+    good = httpx.post(f"{url}/imagenet/prediction",
+                      content=json.dumps(request_body([b64(make_jpeg(color=COLOURS[1]))]))).json()
+    assert good["err_no"] == 0 and good["value"][2] == "[1]"
+    assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_real_model_batches_concurrent_requests(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.getbasetemp()
+    model_dir, _ = tiny_models(base)
+    images = lite_images(base)
+    runtime = build_runtime(app_config(model_dir, batch_size=8, auto_batching_timeout=200))
+    try:
+        with serve_in_thread(create_app(runtime, stop_runtime_on_shutdown=False)) as url:
+            calls_before = runtime.batcher.model_calls
+            singles = post_all(url, [request_body([b64_file(p)]) for p in images[:8]])
+            calls = runtime.batcher.model_calls - calls_before
+    finally:
+        runtime.stop()
+    assert all(r["err_no"] == 0 for r in singles), singles
+    assert calls < 8, calls
