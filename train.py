@@ -283,7 +283,8 @@ def main(args: argparse.Namespace) -> int:
         evaluate(model, criterion, val_loader, args)
         return 0
 
-    train_set = ImageClassificationDataset(train_samples, TrainTransform(args.train_crop_size, tuple(args.random_crop_scale)))
+    train_transform = TrainTransform(args.train_crop_size, tuple(args.random_crop_scale))
+    train_set = ImageClassificationDataset(train_samples, train_transform)
     train_loader = build_loader(train_set, args, train=True)
     scheduler = paddle.optimizer.lr.StepDecay(args.lr, step_size=args.lr_step_size, gamma=args.lr_gamma)
     optimizer = paddle.optimizer.Momentum(

@@ -68,3 +68,25 @@ def test_cli_converts_an_npz(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "(10 classes)" in result.stderr
     assert paddle.load(str(out))["classifier.3.weight"].shape == [1024, 10]
+
+
+def test_logits_equal_torchvision_when_installed() -> None:
+    """Runs only where torch + torchvision are installed (not in CI: they are not dependencies)."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    reference = torchvision.models.mobilenet_v3_small()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 1.0
+    reference.train()
+    reference(torch.randn(8, 3, 224, 224))
+    reference.eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    state = {k: v.numpy() for k, v in reference.state_dict().items()}
+    model = build_model("mobilenet_v3_small")
+    model.set_state_dict({k: paddle.to_tensor(v) for k, v in convert_state_dict(state, model).items()})
+    model.eval()
+    np.testing.assert_allclose(model(paddle.to_tensor(x.numpy())).numpy(), expected, atol=1e-5)
