@@ -2,7 +2,7 @@
 
 1,797 8x8 digit scans are upscaled to 36x36 RGB, split 1,497 / 300 (fixed seed), and
 MobileNetV3-small at width 0.5 is trained with train.py at a 32x32 crop. Chance is 10%;
-measured on the 2-core CI machine: 0.77 val top-1 after 5 epochs (about 2 minutes). The
+measured on the 2-core CI machine: val top-1 0.43, 0.60, 0.74, 0.82, 0.91 over 5 epochs (about 100 s). The
 bound below leaves room for run-to-run noise while still proving the loop learns.
 """
 
@@ -17,7 +17,7 @@ from PIL import Image
 
 from tests.helpers import run_python
 
-MIN_VAL_TOP1 = 0.5
+MIN_VAL_TOP1 = 0.7
 
 
 def write_digits(root: Path, size: int = 36, val_count: int = 300) -> None:

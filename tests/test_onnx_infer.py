@@ -67,15 +67,14 @@ def build_onnx_model(base: Path, lite: Path) -> OnnxModel:
     """Export + paddle2onnx once per pytest session (cached in ``base``); ``lite`` is lite_data/."""
     import subprocess
 
-    from deploy.onnx_python.images import collect_images
-    from vision.preprocess import preprocess_batch
+    from vision.preprocess import list_images, preprocess_batch
 
     root = base / "onnx_model_shared"
     model = OnnxModel(lite, root / "weights.pdparams", root / "infer", root / "onnx" / "model.onnx")
     if model.onnx_file.is_file():
         return model
     root.mkdir(parents=True, exist_ok=True)
-    write_peaked_weights(model.weights, preprocess_batch(collect_images(lite / "train")))
+    write_peaked_weights(model.weights, preprocess_batch(list_images(lite / "train")))
     result = run_python("tools/export_model.py", "--model", "mobilenet_v3_small", "--pretrained",
                         str(model.weights), "--save-inference-dir", str(model.infer_dir))
     assert result.returncode == 0, result.stderr
@@ -183,13 +182,12 @@ def test_select_providers() -> None:
 
 
 def test_predictor_has_a_dynamic_batch(onnx_model: OnnxModel) -> None:
-    from deploy.onnx_python.images import collect_images
     from deploy.onnx_python.predictor import OnnxPredictor
-    from vision.preprocess import preprocess_batch
+    from vision.preprocess import list_images, preprocess_batch
 
     predictor = OnnxPredictor(onnx_model.onnx_file, threads=1)
     assert not isinstance(predictor.input_shape[0], int) or predictor.input_shape[0] <= 0
-    batch = preprocess_batch(collect_images(onnx_model.lite_data / "val")[:5])
+    batch = preprocess_batch(list_images(onnx_model.lite_data / "val")[:5])
     probs = predictor.run(batch)
     assert probs.shape == (5, NUM_CLASSES)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)

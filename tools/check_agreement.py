@@ -42,9 +42,14 @@ from deploy.agreement import (  # noqa: E402
     reference_strength,
     verdict,
 )
-from deploy.onnx_python.images import collect_images  # noqa: E402
 from deploy.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_bool_flag  # noqa: E402
-from vision.preprocess import CROP_SIZE, RESIZE_SIZE, ImageDecodeError, preprocess  # noqa: E402
+from vision.preprocess import (  # noqa: E402
+    CROP_SIZE,
+    RESIZE_SIZE,
+    ImageDecodeError,
+    list_images,
+    preprocess,
+)
 
 logger = logging.getLogger("check_agreement")
 
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     model_name = args.model or str(info.get("model") or DEFAULT_MODEL)
     scale = args.scale if args.scale is not None else float(info.get("scale") or 1.0)
     try:
-        images = collect_images(args.img_path, limit=args.max_images)
+        images = list_images(args.img_path)[: args.max_images or None]
     except FileNotFoundError as exc:
         logger.error("%s", exc)
         return EXIT_USAGE

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from deploy.batch_classifier import classify_images  # noqa: E402
 from deploy.benchmark_report import StageTimer, format_report  # noqa: E402
 from deploy.options import (  # noqa: E402
     EXIT_FAILED,
@@ -27,9 +28,8 @@ from deploy.options import (  # noqa: E402
     UnsupportedConfig,
     add_bool_flag,
 )
-from vision.labels import labels_for  # noqa: E402
-from vision.postprocess import format_topk, topk  # noqa: E402
-from vision.preprocess import CROP_SIZE, RESIZE_SIZE, ImageDecodeError, list_images, preprocess  # noqa: E402
+from vision.postprocess import format_topk  # noqa: E402
+from vision.preprocess import CROP_SIZE, RESIZE_SIZE, list_images  # noqa: E402
 
 logger = logging.getLogger("infer")
 
@@ -81,39 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     timer = StageTimer(warmup=args.warmup)
-    batches = [images[i:i + args.batch_size] for i in range(0, len(images), args.batch_size)]
-    # Warm-up batches run the first batch again so every image is still reported once.
-    schedule = [batches[0]] * args.warmup + batches
-    labels = None
-    failed = False
-    for index, batch_paths in enumerate(schedule):
-        warming = index < args.warmup
-        try:
-            with timer.stage("preprocess"):
-                import numpy as np
-
-                batch = np.stack([
-                    preprocess(path, resize_size=args.resize_size, crop_size=args.crop_size)
-                    for path in batch_paths
-                ])
-        except ImageDecodeError as exc:
-            logger.error("%s", exc)
-            failed = True
-            timer.end_batch(0)
-            continue
-        with timer.stage("inference"):
-            probs = predictor.run(batch)
-        with timer.stage("postprocess"):
-            if labels is None:
-                labels = labels_for(probs.shape[1], args.model_dir)
-            preds = topk(probs, max(1, args.topk), labels)
-        timer.end_batch(len(batch_paths))
-        if warming:
-            continue
-        for path, pred in zip(batch_paths, preds, strict=True):
-            print(f"image_name: {path}, class_id: {pred.class_id}, prob: {pred.prob}")
-            if args.topk > 1:
-                print(f"  {format_topk(pred)}")
+    results, failed = classify_images(
+        images, predictor.run, timer, batch_size=args.batch_size, resize_size=args.resize_size,
+        crop_size=args.crop_size, k=args.topk, label_dir=Path(args.model_dir),
+    )
+    for result in results:
+        pred = result.prediction
+        print(f"image_name: {result.path}, class_id: {pred.class_id}, prob: {pred.prob}")
+        if args.topk > 1:
+            print(f"  {format_topk(pred)}")
     if args.benchmark:
         print(format_report(
             timer, runtime="paddle_inference", model_name="mobilenet_v3", model_dir=args.model_dir,

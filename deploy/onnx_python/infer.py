@@ -27,14 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 
+from deploy.batch_classifier import classify_images  # noqa: E402
 from deploy.benchmark_report import StageTimer, format_report  # noqa: E402
-from deploy.onnx_python.images import collect_images  # noqa: E402
 from deploy.options import EXIT_FAILED, EXIT_OK, EXIT_UNSUPPORTED, EXIT_USAGE, UnsupportedConfig, add_bool_flag  # noqa: E402
-from vision.labels import labels_for  # noqa: E402
-from vision.postprocess import format_topk, topk  # noqa: E402
-from vision.preprocess import CROP_SIZE, RESIZE_SIZE, ImageDecodeError, preprocess  # noqa: E402
+from vision.postprocess import format_topk  # noqa: E402
+from vision.preprocess import CROP_SIZE, RESIZE_SIZE, list_images  # noqa: E402
 
 logger = logging.getLogger("onnx_infer")
 
@@ -74,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         predictor = OnnxPredictor(args.onnx_file, threads=args.threads, use_gpu=args.use_gpu)
-        images = collect_images(args.img_path)
+        images = list_images(args.img_path)
     except UnsupportedConfig as exc:
         print(f"SKIPPED: {exc}", file=sys.stderr)
         return EXIT_UNSUPPORTED
@@ -86,44 +84,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
     timer = StageTimer(warmup=args.warmup)
-    batches = [images[i:i + args.batch_size] for i in range(0, len(images), args.batch_size)]
-    # Warm-up batches run the first batch again so every image is still reported once.
-    schedule = [batches[0]] * args.warmup + batches
-    labels = None
-    failed = False
     print("ONNXRuntime predict:")
-    for index, batch_paths in enumerate(schedule):
-        warming = index < args.warmup
-        try:
-            with timer.stage("preprocess"):
-                batch = np.stack([
-                    preprocess(path, resize_size=args.resize_size, crop_size=args.crop_size)
-                    for path in batch_paths
-                ])
-        except ImageDecodeError as exc:
-            logger.error("%s", exc)
-            failed = True
-            timer.end_batch(0)
-            continue
-        try:
-            with timer.stage("inference"):
-                probs = predictor.run(batch)
-        except OnnxModelError as exc:
-            logger.error("%s", exc)
-            return EXIT_FAILED
-        with timer.stage("postprocess"):
-            if labels is None:
-                labels = labels_for(probs.shape[1], Path(args.onnx_file).parent)
-            preds = topk(probs, args.topk, labels)
-        timer.end_batch(len(batch_paths))
-        if warming:
-            continue
-        for path, pred in zip(batch_paths, preds, strict=True):
-            if len(images) > 1:
-                print(f"image_name: {path}")
-            print(f"class_id: {pred.class_id}, prob: {pred.prob}")
-            if args.topk > 1:
-                print(f"  {format_topk(pred)}")
+    try:
+        results, failed = classify_images(
+            images, predictor.run, timer, batch_size=args.batch_size, resize_size=args.resize_size,
+            crop_size=args.crop_size, k=args.topk, label_dir=Path(args.onnx_file).parent,
+        )
+    except OnnxModelError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILED
+    for result in results:
+        pred = result.prediction
+        if len(images) > 1:
+            print(f"image_name: {result.path}")
+        print(f"class_id: {pred.class_id}, prob: {pred.prob}")
+        if args.topk > 1:
+            print(f"  {format_topk(pred)}")
     if args.benchmark:
         print(format_report(
             timer, runtime=f"onnxruntime {_ort_version()}", model_name="mobilenet_v3", model_dir=args.onnx_file,
