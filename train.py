@@ -205,9 +205,9 @@ def build_loader(dataset: ImageClassificationDataset, args: argparse.Namespace, 
     else:
         shard = dist_utils.ShardSampler(len(dataset), world, rank)
         sampler = BatchSampler(sampler=shard, batch_size=args.batch_size, drop_last=False)
-    # Without a buffer thread an error in a sample (e.g. a corrupt image) reaches us instead of hanging.
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers, use_shared_memory=False,
-                      use_buffer_reader=args.workers > 0)
+    # A sample that fails to decode does not raise inside the loader (that hangs Paddle's reader
+    # thread); the dataset tags it and check_batch() raises in the training loop.
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=args.workers, use_shared_memory=False)
 
 
 def checkpoint_paths(path: str) -> tuple[Path, Path]:
