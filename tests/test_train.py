@@ -178,3 +178,15 @@ def test_list_layout_gives_same_samples_as_folders(lite_data: Path) -> None:
     assert names[0] == "tabby cat"
 
 
+
+
+@pytest.mark.slow
+def test_plot_log_draws_the_training_curves(trained: Path, tmp_path: Path) -> None:
+    png = tmp_path / "curves.png"
+    result = run_python("tools/plot_log.py", "--log", str(trained / "metrics.jsonl"), "--out", str(png))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json}\n")
+    result = run_python("tools/plot_log.py", "--log", str(bad))
+    assert result.returncode == 1 and "bad.jsonl:1: not a JSON line" in result.stderr
