@@ -7,6 +7,9 @@ Several processes (GPUs, or CPU over gloo):
     python -m paddle.distributed.launch --nproc_per_node 2 train.py --device cpu --data-path=./lite_data
 Evaluation only:
     python train.py --test-only --data-path=./ILSVRC2012 --pretrained=./mobilenet_v3_small_pretrained.pdparams
+Quant-aware training (int8) from float weights, with PACT activation clipping:
+    python train.py --pact_quant --pretrained=./mobilenet_v3_small_pretrained.pdparams --lr=0.001 ...
+    python tools/export_model.py --pact_quant --pretrained=OUT/latest.pdparams   # int8 inference model
 
 Exit codes: 0 ok, 1 failed (data or model error), 2 bad arguments, 77 the device
 is not available on this machine (e.g. ``--device gpu`` without CUDA).
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +34,7 @@ from tqdm import tqdm
 
 from deploy.options import EXIT_FAILED, EXIT_UNSUPPORTED, cuda_available
 from model import build_model, model_names
-from model.weights import load_weights, read_state_dict
+from model.weights import is_quant_aware_state, load_weights, read_state_dict
 from training import distributed as dist_utils
 from training.datasets import DataError, ImageClassificationDataset, find_samples
 from training.metrics import MetricLogger, accuracy, correct_counts
@@ -78,6 +83,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="after each epoch, recompute BatchNorm statistics as the plain average over N "
                              "training batches (precise BN; useful for very short runs, whose running "
                              "statistics are still mostly their initial values) (default: 0 = off)")
+    parser.add_argument("--pact_quant", "--pact-quant", action="store_true",
+                        help="quant-aware training (int8) with PACT activation clipping, from --pretrained "
+                             "float weights; export with tools/export_model.py --pact_quant")
+    parser.add_argument("--quant", action="store_true",
+                        help="quant-aware training (int8) without PACT; export with tools/export_model.py --quant")
     return parser
 
 
@@ -242,6 +252,30 @@ def resolve_args(args: argparse.Namespace) -> None:
         raise argparse.ArgumentTypeError("--workers must be 0 or more")
     if args.test_only and not args.pretrained and not args.resume:
         raise argparse.ArgumentTypeError("--test-only needs --pretrained (the weights to evaluate)")
+    args.quant_mode = "pact" if args.pact_quant else "qat" if args.quant else None
+    if args.quant_mode and args.amp:
+        raise argparse.ArgumentTypeError("--pact_quant/--quant cannot be combined with --amp")
+
+
+def load_initial_weights(model: nn.Layer, args: argparse.Namespace) -> nn.Layer:
+    """Load ``--pretrained`` and, for quant-aware training, insert the fake-quant layers.
+
+    Float weights are loaded before quantization (the usual QAT start); a checkpoint that
+    was itself saved by quant-aware training is loaded after it (evaluation, fine-tuning).
+    """
+    qat_checkpoint = bool(args.pretrained) and is_quant_aware_state(read_state_dict(args.pretrained))
+    if qat_checkpoint and not args.quant_mode:
+        raise ValueError(f"{args.pretrained} was saved by quant-aware training; add --pact_quant or --quant")
+    if args.pretrained and not qat_checkpoint:
+        load_weights(model, args.pretrained)
+    if args.quant_mode:
+        from deploy.ptq_python.qat import build_quant_aware
+
+        build_quant_aware(pact=args.quant_mode == "pact").quantize(model)
+        logger.info("quant-aware training (%s): int8 fake-quant layers inserted", args.quant_mode)
+    if qat_checkpoint:
+        load_weights(model, args.pretrained)
+    return model
 
 
 def main(args: argparse.Namespace) -> int:
@@ -270,9 +304,7 @@ def main(args: argparse.Namespace) -> int:
     if too_big >= args.num_classes:
         raise DataError(f"{args.data_path}: label {too_big} does not fit --num-classes {args.num_classes}")
 
-    model = build_model(args.model, num_classes=args.num_classes, scale=args.scale)
-    if args.pretrained:
-        load_weights(model, args.pretrained)
+    model = load_initial_weights(build_model(args.model, num_classes=args.num_classes, scale=args.scale), args)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     val_set = ImageClassificationDataset(val_samples, eval_transform(args.val_resize_size, args.val_crop_size))
     val_loader = build_loader(val_set, args, train=False)
@@ -355,6 +387,11 @@ def cli(argv: list[str] | None = None) -> int:
         resolve_args(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    if args.quant_mode and os.environ.get("FLAGS_enable_pir_api") != "0":  # noqa: SIM112 (Paddle flag name)
+        # Paddle's quant-aware training writes legacy programs only, and the PIR switch is read
+        # when paddle is imported: run again in a child process with PIR off.
+        env = dict(os.environ, FLAGS_enable_pir_api="0")
+        return subprocess.call([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env=env)
     try:
         return main(args)
     except (DataError, FileNotFoundError, IsADirectoryError, ValueError, FloatingPointError) as exc:

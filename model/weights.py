@@ -11,6 +11,9 @@ import paddle
 logger = logging.getLogger(__name__)
 
 CLASSIFIER_WEIGHT = "classifier.3.weight"
+# The same weight in a quant-aware-training checkpoint (the Linear is wrapped by a quantized layer).
+QAT_CLASSIFIER_WEIGHT = "classifier.3._layer.weight"
+QAT_KEY_MARK = "._fake_quant_"
 
 
 def read_state_dict(path: str | Path) -> dict[str, object]:
@@ -30,10 +33,15 @@ def read_state_dict(path: str | Path) -> dict[str, object]:
 
 def num_classes_of(state: dict[str, object]) -> int | None:
     """The classifier's output width in a MobileNetV3 state dict, if present."""
-    weight = state.get(CLASSIFIER_WEIGHT)
+    weight = state.get(CLASSIFIER_WEIGHT, state.get(QAT_CLASSIFIER_WEIGHT))
     if weight is None:
         return None
     return int(np.shape(weight)[-1])
+
+
+def is_quant_aware_state(state: dict[str, object]) -> bool:
+    """Whether ``state`` was saved from a quant-aware (``--pact_quant``/``--quant``) model."""
+    return any(QAT_KEY_MARK in key for key in state)
 
 
 def load_weights(model: paddle.nn.Layer, path: str | Path) -> None:

@@ -14,6 +14,9 @@
 #   every mode          ./lite_data/ (from test_images/lite_data.tar) and a Python
 #                       environment that imports paddle, PIL, numpy, yaml and tqdm
 #   whole_train_whole_infer  checks the full data set (--data-path) is in place
+#   lite_train_*        also ./pretrain_models/<model_name>_pretrained.pdparams when the
+#                       config starts from it (--pretrained in train_params: the PACT chain;
+#                       train_model in ptq_params: the PTQ chain)
 #   whole_infer, paddle2onnx_infer, serving_infer
 #                       ./pretrain_models/<model_name>_pretrained.pdparams and the exported
 #                       ./inference/<model_name>_infer/ (inference.json, .pdiparams, ...)
@@ -173,7 +176,9 @@ ensure_weights() {
     fi
   fi
   local newest
-  newest="$(find "./test_tipc/output/${MODEL_NAME}/lite_train_lite_infer" -name latest.pdparams -type f \
+  # Float weights only: norm_train runs (a pact_train checkpoint holds quant-aware weights).
+  newest="$(find "./test_tipc/output/${MODEL_NAME}/lite_train_lite_infer" -path '*/norm_train_*/latest.pdparams' \
+    -type f \
     -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -n 1 | cut -d' ' -f2-)"
   if [[ -n "${newest}" ]]; then
     mkdir -p "$(dirname "${dest}")"
@@ -219,6 +224,19 @@ ensure_inference_model() {
   fi
 }
 
+#######################################
+# Whether the config's training --pretrained is ./pretrain_models/<model>_pretrained.pdparams.
+#######################################
+trains_from_pretrained() {
+  local idx value
+  for idx in "$(tipc_find_param train_params pretrained)" "$(tipc_find_param ptq_params train_model)"; do
+    [[ -n "${idx}" ]] || continue
+    value="$(tipc_mode_value "${TIPC_CFG_VALUES[idx]}" "${MODE}")"
+    [[ "${value}" == "./pretrain_models/${MODEL_NAME}_pretrained.pdparams" ]] && return 0
+  done
+  return 1
+}
+
 main() {
   if (($# != 2)); then
     usage
@@ -242,7 +260,11 @@ main() {
   ensure_python_modules paddle PIL numpy yaml tqdm || exit 1
   extract_lite_data || exit 1
   case "${MODE}" in
-    lite_train_lite_infer | lite_train_whole_infer) ;;
+    lite_train_lite_infer | lite_train_whole_infer)
+      if trains_from_pretrained; then
+        ensure_weights || exit 1
+      fi
+      ;;
     whole_train_whole_infer)
       check_whole_data || exit 1
       ;;

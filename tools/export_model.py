@@ -10,6 +10,11 @@ writes into ``--save-inference-dir``:
 * ``model_info.json``     model name, classes, input size and preprocessing
 * ``label_list.txt``      class names, copied from the training output when present
 
+With ``--pact_quant`` or ``--quant`` the weights come from quant-aware training
+(``train.py --pact_quant``) and the result is an int8 model (legacy ``inference.pdmodel``
+with quantize/dequantize ops, plus ``quantization.json``) that
+``deploy/inference_python/infer.py --precision int8`` runs with oneDNN.
+
 The program has a dynamic batch dimension (input ``[-1, 3, S, S]`` named
 ``input``) and ends in a softmax, so its output is class probabilities.
 """
@@ -48,19 +53,38 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="accepted for compatibility; export runs on CPU")
     parser.add_argument("--legacy-format", action="store_true",
                         help="write a legacy inference.pdmodel (FLAGS_enable_pir_api=0) instead of .json")
+    parser.add_argument("--pact_quant", "--pact-quant", action="store_true",
+                        help="--pretrained comes from train.py --pact_quant: export an int8 model")
+    parser.add_argument("--quant", action="store_true",
+                        help="--pretrained comes from train.py --quant: export an int8 model")
     return parser
+
+
+def needs_legacy_mode(args: argparse.Namespace) -> bool:
+    return bool(args.legacy_format or args.pact_quant or args.quant)
 
 
 def export(args: argparse.Namespace) -> Path:
     import paddle
 
     from model import build_model
-    from model.weights import load_weights, num_classes_of, read_state_dict
+    from model.weights import is_quant_aware_state, load_weights, num_classes_of, read_state_dict
 
     paddle.set_device("cpu")
     num_classes = args.num_classes
+    quant_mode = "pact" if args.pact_quant else "qat" if args.quant else None
+    if quant_mode and not args.pretrained:
+        raise ValueError(f"--{'pact_quant' if args.pact_quant else 'quant'} needs --pretrained "
+                         "(the latest.pdparams of train.py --pact_quant/--quant)")
     if args.pretrained:
         state = read_state_dict(args.pretrained)
+        if is_quant_aware_state(state) != bool(quant_mode):
+            raise ValueError(
+                f"{args.pretrained} was saved by quant-aware training; add --pact_quant or --quant"
+                if not quant_mode else
+                f"{args.pretrained} holds float weights, not a train.py --pact_quant/--quant checkpoint "
+                "(for post-training int8 use deploy/ptq_python/post_quant.py)"
+            )
         found = num_classes_of(state)
         if num_classes is None:
             num_classes = found
@@ -68,18 +92,32 @@ def export(args: argparse.Namespace) -> Path:
             raise ValueError(f"--num-classes {num_classes} but {args.pretrained} has {found} classes")
     num_classes = num_classes or 1000
     net = build_model(args.model, num_classes=num_classes, scale=args.scale)
-    if args.pretrained:
-        load_weights(net, args.pretrained)
-    else:
-        logger.warning("no --pretrained given: exporting randomly initialised weights")
-    net.eval()
-    wrapped = paddle.nn.Sequential(net, paddle.nn.Softmax())
-    wrapped.eval()
-    spec = [paddle.static.InputSpec([None, 3, args.img_size, args.img_size], "float32", name="input")]
-    static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
     out_dir = Path(args.save_inference_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paddle.jit.save(static, str(out_dir / "inference"))
+    if quant_mode:
+        from deploy.ptq_python.qat import build_quant_aware, save_int8_inference
+
+        quanter = build_quant_aware(pact=quant_mode == "pact")
+        quanter.quantize(net)
+        load_weights(net, args.pretrained)
+        save_int8_inference(quanter, net, out_dir, args.img_size,
+                            summary={"quant": quant_mode, "pact": quant_mode == "pact",
+                                     "weights": str(args.pretrained)})
+    else:
+        if args.pretrained:
+            load_weights(net, args.pretrained)
+        else:
+            logger.warning("no --pretrained given: exporting randomly initialised weights")
+        net.eval()
+        wrapped = paddle.nn.Sequential(net, paddle.nn.Softmax())
+        wrapped.eval()
+        spec = [paddle.static.InputSpec([None, 3, args.img_size, args.img_size], "float32", name="input")]
+        static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paddle.jit.save(static, str(out_dir / "inference"))
+        if not args.legacy_format:  # the same network as inference.pdmodel, for the OpenVINO engine
+            from deploy.inference_python.legacy_program import save_legacy_program
+
+            save_legacy_program(wrapped, spec, out_dir)
 
     info = {
         "model": args.model,
@@ -93,6 +131,7 @@ def export(args: argparse.Namespace) -> Path:
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
         "weights": str(args.pretrained) if args.pretrained else None,
+        "quantized": quant_mode,
         "paddle_version": paddle.__version__,
     }
     (out_dir / "model_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -106,7 +145,7 @@ def export(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = get_args_parser().parse_args(argv)
-    if args.legacy_format and os.environ.get("FLAGS_enable_pir_api") != "0":  # noqa: SIM112 (Paddle flag name)
+    if needs_legacy_mode(args) and os.environ.get("FLAGS_enable_pir_api") != "0":  # noqa: SIM112 (Paddle flag name)
         # The PIR switch is read when paddle is imported, so re-run in a child process.
         env = dict(os.environ, FLAGS_enable_pir_api="0")
         return subprocess.call([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env=env)
