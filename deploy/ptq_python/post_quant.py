@@ -35,13 +35,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from deploy.inference_python.predictor import QUANT_MARKER  # noqa: E402
+from deploy.options import EXIT_FAILED, EXIT_USAGE  # noqa: E402
 from vision.preprocess import list_images, preprocess  # noqa: E402
 
 logger = logging.getLogger("post_quant")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 ALGOS = ("abs_max", "avg", "hist", "mse", "emd", "KL")
 PROGRAM = "inference.pdmodel"
 PARAMS = "inference.pdiparams"
@@ -202,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     output_dir = Path(args.output_dir)
     (output_dir / QUANT_MARKER).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    cal = summary["calibration"]
-    assert isinstance(cal, dict)
+    cal: dict = summary["calibration"]  # type: ignore[assignment]
     logger.info("calibration summary: algo %s, %d of %d images in %d batches of %d, %d quantize_linear ops, %.1f s",
                 summary["algo"], cal["images_used"], cal["images_found"], cal["batches"], cal["batch_size"],
                 summary["quantize_linear_ops"], cal["seconds"])
@@ -211,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 dir_size(output_dir) / 1e6)
     logger.info("int8 model saved to %s (%s)", output_dir,
                 ", ".join(sorted(p.name for p in output_dir.iterdir() if p.is_file())))
-    return EXIT_OK
+    return 0
 
 
 if __name__ == "__main__":
