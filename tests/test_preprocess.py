@@ -18,7 +18,9 @@ from vision.preprocess import (
     decode_image,
     list_images,
     preprocess,
+    resize_center_crop,
     resize_short,
+    resized_size,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +54,14 @@ def test_resize_short_side_and_center_crop_geometry() -> None:
     assert resized.size == (341, 256)  # int(256 * 500 / 375) = 341, as torchvision
     assert resize_short(Image.new("RGB", (375, 500)), 256).size == (256, 341)
     assert center_crop(resized, 224).size == (224, 224)
+
+
+def test_resized_size_and_one_step_crop_geometry() -> None:
+    assert resized_size(500, 375) == (341, 256) and resized_size(375, 500) == (256, 341)
+    assert resized_size(256, 900) == (256, 900)
+    for size in [(500, 375), (375, 500), (256, 256), (100, 60), (4000, 10)]:
+        assert resize_center_crop(Image.new("RGB", size)).size == (224, 224)
+    assert resize_center_crop(Image.new("RGB", (300, 260)), 200, 224).size == (224, 224)  # padded
 
 
 def test_crop_takes_the_centre() -> None:

@@ -88,16 +88,50 @@ def test_concurrent_submissions_are_merged_and_routed_back() -> None:
 
 
 def test_wait_window_groups_requests_that_arrive_apart() -> None:
+    """A request still being prepared (inside incoming()) is waited for and joins the batch."""
     backend = FakeBackend()
-    batcher = batcher_with(backend, max_batch_size=4, batch_timeout_s=0.3)
+    batcher = batcher_with(backend, max_batch_size=4, batch_timeout_s=5.0)
     try:
-        first = batcher.submit(coloured(0))
-        time.sleep(0.05)
-        second = batcher.submit(coloured(1, rows=2))
-        first.result(5), second.result(5)
+        with batcher.incoming() as submit_second:
+            first = batcher.submit(coloured(0))
+            time.sleep(0.05)
+            second = submit_second(coloured(1, rows=2))
+        assert [int(r.argmax()) for r in first.result(5)] == [0]
+        assert [int(r.argmax()) for r in second.result(5)] == [1, 1]
     finally:
         batcher.stop()
     assert backend.sizes == [3]
+
+
+def test_lone_request_does_not_wait_for_the_window() -> None:
+    """With no other request on its way, a partial batch runs at once (the window is 60 s here)."""
+    backend = FakeBackend()
+    batcher = batcher_with(backend, max_batch_size=8, batch_timeout_s=60.0)
+    try:
+        with batcher.incoming() as submit:
+            future = submit(coloured(2))
+        assert int(future.result(10).argmax()) == 2
+        assert int(batcher.submit(coloured(1)).result(10).argmax()) == 1
+    finally:
+        batcher.stop()
+    assert backend.sizes == [1, 1]
+
+
+def test_abandoned_incoming_request_ends_the_wait() -> None:
+    """A request that fails while being prepared (never submitted) releases the waiting batch."""
+    backend = FakeBackend()
+    batcher = batcher_with(backend, max_batch_size=8, batch_timeout_s=60.0)
+    try:
+        with pytest.raises(ValueError), batcher.incoming():
+            first = batcher.submit(coloured(0))
+            time.sleep(0.05)
+            assert not first.done()  # waiting: a request is still on its way
+            raise ValueError("bad image")
+        assert int(first.result(10).argmax()) == 0
+        assert batcher.incoming_count == 0
+    finally:
+        batcher.stop()
+    assert backend.sizes == [1]
 
 
 def test_no_wait_when_timeout_is_zero() -> None:
@@ -259,6 +293,27 @@ def test_concurrent_http_requests_use_fewer_model_calls(fake_server: Callable[..
     count = float(next(line.split()[-1] for line in metrics.splitlines()
                        if line.startswith("serving_batch_size_count")))
     assert count == len(backend.sizes)
+
+
+def test_lone_http_request_does_not_wait_for_the_window(fake_server: Callable[..., tuple]) -> None:
+    """One request at a time never sits out auto_batching_timeout (60 s here; the client gives up at 20 s)."""
+    url, backend, _ = fake_server(FakeBackend(), batch_size=8, auto_batching_timeout=60000, timeout=0)
+    with httpx.Client(timeout=20) as http:
+        for i in range(3):
+            body = request_body([b64(make_jpeg(color=COLOURS[i]))], logid=i)
+            reply = http.post(f"{url}/imagenet/prediction", content=json.dumps(body)).json()
+            assert reply["err_no"] == 0 and reply["value"][2] == f"[{i}]", reply
+    assert backend.sizes == [1, 1, 1]
+
+
+def test_profile_reports_the_request_stages(fake_server: Callable[..., tuple]) -> None:
+    url, _, _ = fake_server(FakeBackend(), auto_batching_timeout=0)
+    body = {"key": ["image", "pipeline.profile"], "value": [b64(make_jpeg(color=COLOURS[1])), "1"]}
+    reply = httpx.post(f"{url}/imagenet/prediction", content=json.dumps(body), timeout=30).json()
+    assert reply["err_no"] == 0 and reply["key"][-1] == "pipeline.profile", reply
+    stages = dict(part.split(":") for part in reply["value"][-1].split())
+    assert list(stages) == ["receive", "parse", "preprocess", "queue", "infer", "return", "total"]
+    assert all(v.endswith("ms") and float(v[:-2]) >= 0 for v in stages.values())
 
 
 def test_timeout_answers_6000_and_server_recovers(fake_server: Callable[..., tuple]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,8 +276,14 @@ def test_access_log_has_logid(client: httpx.Client, images: list[Path], caplog: 
     with caplog.at_level(logging.INFO, logger="serving.access"):
         post(client, request_body([b64_file(images[0])], logid=98765))
         post(client, {"key": ["image"], "value": ["###"], "logid": 98766})
-    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "serving.access"]
-    by_id = {r["logid"]: r for r in records}
+        # The line is written right after the answer is sent (off the latency path): wait for it.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "serving.access"]
+            by_id = {r["logid"]: r for r in records}
+            if {98765, 98766} <= set(by_id):
+                break
+            time.sleep(0.02)
     assert by_id[98765]["err_no"] == 0 and by_id[98765]["images"] == 1 and by_id[98765]["status"] == 200
     assert by_id[98766]["err_no"] == INPUT_PARAMS_ERROR and "base64" in by_id[98766]["err_msg"]
     assert all("latency_ms" in r and "path" in r for r in records)

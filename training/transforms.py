@@ -8,7 +8,7 @@ import numpy as np
 from paddle.vision import transforms as T
 from PIL import Image
 
-from vision.preprocess import center_crop, normalize_chw, resize_short
+from vision.preprocess import normalize_chw, resize_center_crop
 
 
 class TrainTransform:
@@ -22,7 +22,7 @@ class TrainTransform:
 
 
 def _eval_transform(image: Image.Image, resize_size: int, crop_size: int) -> np.ndarray:
-    return normalize_chw(center_crop(resize_short(image, resize_size), crop_size))
+    return normalize_chw(resize_center_crop(image, resize_size, crop_size))
 
 
 def eval_transform(resize_size: int = 256, crop_size: int = 224) -> partial:

@@ -2,7 +2,11 @@
 
     python deploy/inference_python/infer.py --model-dir=./inference --img-path=./images/demo.jpg
 
-Prints ``image_name: X, class_id: N, prob: P`` per image. ``--benchmark`` adds an
+Prints ``image_name: X, class_id: N, prob: P`` per image. On CPU, fp32 runs on
+Paddle Inference's OpenVINO engine when the model directory holds the legacy
+``inference.pdmodel`` that ``tools/export_model.py`` writes (the fastest Paddle
+path here), else on oneDNN; ``--use-openvino=False`` forces oneDNN and
+``--enable-mkldnn=False`` Paddle's plain kernels. int8 and fp16 use oneDNN. ``--benchmark`` adds an
 AutoLog-style timing report. Exit codes: 0 ok, 1 failed, 2 bad arguments or
 missing files, 77 the combination cannot run on this machine (see
 ``deploy/options.py``).
@@ -45,6 +49,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                   default=True, help="use oneDNN on CPU")
     parser.add_argument("--cpu-threads", "--cpu_threads", "--cpu-num-threads", type=int, default=0,
                         help="CPU math threads (default: 0 = every available core)")
+    add_bool_flag(parser, "--use-openvino", "--use_openvino", default=True,
+                  help="fp32 on CPU with --enable-mkldnn: use the OpenVINO engine when inference.pdmodel exists")
     add_bool_flag(parser, "--use-tensorrt", "--use_tensorrt", default=False, help="use TensorRT (GPU only)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default: fp32")
     add_bool_flag(parser, "--ir-optim", "--ir_optim", default=True, help="apply IR graph optimisation")
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     options = InferenceOptions(
         use_gpu=args.use_gpu, gpu_id=args.gpu_id, enable_mkldnn=args.enable_mkldnn,
         cpu_threads=args.cpu_threads, use_tensorrt=args.use_tensorrt,
-        precision=args.precision, ir_optim=args.ir_optim,
+        precision=args.precision, ir_optim=args.ir_optim, use_openvino=args.use_openvino,
     )
     try:
         images = list_images(args.img_path)
@@ -81,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     timer = StageTimer(warmup=args.warmup)
-    results, failed = classify_images(
-        images, predictor.run, timer, batch_size=args.batch_size, resize_size=args.resize_size,
-        crop_size=args.crop_size, k=args.topk, label_dir=Path(args.model_dir),
-    )
+    try:
+        results, failed = classify_images(
+            images, predictor.run, timer, batch_size=args.batch_size, resize_size=args.resize_size,
+            crop_size=args.crop_size, k=args.topk, label_dir=Path(args.model_dir),
+        )
+    except ValueError as exc:  # e.g. a --crop-size the model was not exported for
+        logger.error("%s", exc)
+        return EXIT_USAGE
     for result in results:
         pred = result.prediction
         print(f"image_name: {result.path}, class_id: {pred.class_id}, prob: {pred.prob}")

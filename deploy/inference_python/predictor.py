@@ -5,12 +5,31 @@ facts it respects: a PIR ``.json`` model is loaded with ``Config(json, params)``
 ``enable_memory_optim()`` is never called for ``.json`` models (it breaks
 ``create_predictor``, Paddle issue 75496); the CPU thread count is set
 explicitly because Paddle's default is 1.
+
+CPU engines, fastest first (fp32 model-only latency measured on a 2-core AVX2
+machine; the benchmark reports the current figures):
+
+* ``openvino``: Paddle Inference's bundled OpenVINO engine. It reads only a
+  legacy ``inference.pdmodel`` program, which ``tools/export_model.py`` writes
+  next to ``inference.json`` (same ``.pdiparams``). The default for fp32 on CPU
+  (``enable_mkldnn=True, use_openvino=True``) when that file exists. With N >= 2
+  threads a batch of N or more images is split over N one-thread engines run
+  side by side (``cpu_streams``; built on first use): one N-thread engine scales
+  worse over cores, most of all when other processes share them;
+* ``onednn``: oneDNN kernels on the PIR ``.json`` program (int8 and bfloat16
+  always use it);
+* ``native``: Paddle's plain CPU kernels (``enable_mkldnn=False``).
+
+:func:`create_cpu_predictor` builds the default or one named engine (used by
+the benchmark).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +42,9 @@ MODEL_PREFIX = "inference"
 PRECISIONS = ("fp32", "fp16", "int8")
 # Written by the quantization tools next to an int8 model.
 QUANT_MARKER = "quantization.json"
+CPU_ENGINES = ("openvino", "onednn", "native")
+# Named configurations for create_cpu_predictor; "default" is InferenceOptions() itself.
+CPU_VARIANTS = ("default", *CPU_ENGINES)
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,11 @@ class InferenceOptions:
     use_tensorrt: bool = False
     precision: str = "fp32"
     ir_optim: bool = True
+    # fp32 on CPU with enable_mkldnn: use the OpenVINO engine when inference.pdmodel exists
+    use_openvino: bool = True
+    # OpenVINO with N >= 2 threads: a batch of >= N images is split over N one-thread engines run
+    # side by side (they scale better over cores than one N-thread engine); 0 = one per thread, 1 = off
+    cpu_streams: int = 0
 
     def threads(self) -> int:
         return self.cpu_threads if self.cpu_threads > 0 else available_cpus()
@@ -56,6 +83,24 @@ def find_model_files(model_dir: str | Path) -> tuple[Path, Path]:
         f"{root}: neither {MODEL_PREFIX}.json nor {MODEL_PREFIX}.pdmodel found "
         "(export one with tools/export_model.py)"
     )
+
+
+def legacy_program(model_dir: str | Path) -> Path | None:
+    """``inference.pdmodel`` when it sits next to ``inference.pdiparams``, else ``None``."""
+    root = Path(model_dir)
+    program = root / f"{MODEL_PREFIX}.pdmodel"
+    params = root / f"{MODEL_PREFIX}.pdiparams"
+    return program if program.is_file() and params.is_file() else None
+
+
+def select_cpu_engine(options: InferenceOptions, model_dir: str | Path) -> str:
+    """The CPU engine ``options`` give for this model: one of :data:`CPU_ENGINES`."""
+    if not options.enable_mkldnn:
+        return "native"
+    if (options.use_openvino and options.ir_optim and options.precision == "fp32"
+            and not is_quantized_model(model_dir) and legacy_program(model_dir) is not None):
+        return "openvino"
+    return "onednn"
 
 
 def is_quantized_model(model_dir: str | Path) -> bool:
@@ -99,8 +144,21 @@ class PaddlePredictor:
         self.model_dir = Path(model_dir)
         program, params = find_model_files(self.model_dir)
         check_supported(self.options, self.model_dir)
-        config = inference.Config(str(program), str(params))
         opts = self.options
+        self.engine = "gpu" if opts.use_gpu else select_cpu_engine(opts, self.model_dir)
+        self._input_dims: list[int] | None = None
+        if (self.engine == "onednn" and opts.use_openvino and opts.precision == "fp32"
+                and legacy_program(self.model_dir) is None):
+            logger.info("%s has no %s.pdmodel: using oneDNN, not the faster OpenVINO engine "
+                        "(re-export with tools/export_model.py)", self.model_dir, MODEL_PREFIX)
+        if self.engine == "openvino":
+            from deploy.inference_python.legacy_program import read_input_dims
+
+            program = legacy_program(self.model_dir) or program
+            self._input_dims = read_input_dims(program)
+        # run() compares a batch's (C, H, W) with this first and checks in full only on a mismatch
+        self._input_tail = tuple(self._input_dims[1:]) if self._input_dims else ()
+        config = inference.Config(str(program), str(params))
         if opts.use_gpu:
             config.enable_use_gpu(opts.gpu_mem_mb, opts.gpu_id)
             if opts.use_tensorrt:
@@ -116,7 +174,11 @@ class PaddlePredictor:
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(opts.threads())
-            if opts.enable_mkldnn:
+            if self.engine == "openvino":
+                # The whole program becomes one OpenVINO engine op; oneDNN would have nothing to run.
+                config.disable_mkldnn()
+                config.enable_openvino_engine(inference.PrecisionType.Float32)
+            elif self.engine == "onednn":
                 config.enable_mkldnn()
                 config.set_mkldnn_cache_capacity(10)
                 if opts.precision == "fp16":
@@ -130,26 +192,105 @@ class PaddlePredictor:
             config.enable_memory_optim()  # safe for legacy programs only
         config.disable_glog_info()
         self.config = config
-        self.predictor = inference.create_predictor(config)
+        self.program = program
+        if self.engine == "openvino":
+            # OpenVINO caches its compiled model in the "optim cache dir" (default: ./__cache__,
+            # 10 MB per model). The cache does not make loading faster here, so it goes to a
+            # scratch directory that is removed once the engine is built.
+            with tempfile.TemporaryDirectory(prefix="paddle_openvino_") as cache:
+                config.set_optim_cache_dir(cache)
+                self.predictor = inference.create_predictor(config)
+        else:
+            self.predictor = inference.create_predictor(config)
         self.input_name = self.predictor.get_input_names()[0]
         self.output_name = self.predictor.get_output_names()[0]
         self._input = self.predictor.get_input_handle(self.input_name)
         self._output = self.predictor.get_output_handle(self.output_name)
-        logger.info("loaded %s (input %s, output %s)", program, self.input_name, self.output_name)
+        self.streams = 1
+        if self.engine == "openvino":
+            self.streams = max(1, min(opts.cpu_streams or opts.threads(), opts.threads()))
+        self._stream_predictors: list[PaddlePredictor] = []  # built on the first batch that is split
+        self._pool: ThreadPoolExecutor | None = None
+        logger.info("loaded %s (engine %s, input %s, output %s)", program, self.engine, self.input_name,
+                    self.output_name)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._input.reshape(list(batch.shape))
+        if batch.dtype != np.float32 or not batch.flags.c_contiguous:
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._input_dims is not None and batch.shape[1:] != self._input_tail:
+            self._check_shape(batch.shape)
+        if self.streams > 1 and batch.shape[0] >= self.streams:
+            return self._run_split(batch)
+        self._input.reshape(batch.shape)
         self._input.copy_from_cpu(batch)
         self.predictor.run()
         return self._output.copy_to_cpu()
 
+    def _run_split(self, batch: np.ndarray) -> np.ndarray:
+        if self._pool is None:
+            part = replace(self.options, cpu_threads=max(1, self.options.threads() // self.streams), cpu_streams=1)
+            self._stream_predictors = [PaddlePredictor(self.model_dir, part) for _ in range(self.streams)]
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="openvino_stream")
+        parts = np.array_split(batch, self.streams)  # row blocks: C-contiguous views, no copy
+        return np.concatenate(list(self._pool.map(PaddlePredictor.run, self._stream_predictors, parts)))
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        # The OpenVINO engine only logs a shape error and leaves the previous output in place,
+        # so a wrong shape must be refused here rather than answered with stale results.
+        dims = self._input_dims or []
+        if len(shape) != len(dims) or any(d not in (-1, n) for d, n in zip(dims, shape, strict=True)):
+            raise ValueError(
+                f"{self.program}: input shape {list(shape)} does not match the model's {dims} "
+                "(-1 = any); preprocess to the exported size (model_info.json crop_size) "
+                "or export with --img-size"
+            )
+
     def describe(self) -> dict[str, object]:
         opts = self.options
+        gpu = opts.use_gpu
         return {
-            "runtime_device": f"gpu:{opts.gpu_id}" if opts.use_gpu else "cpu",
+            "runtime_device": f"gpu:{opts.gpu_id}" if gpu else "cpu",
+            "cpu_engine": None if gpu else self.engine,
+            "model_file": self.program.name,
             "ir_optim": opts.ir_optim,
             "enable_tensorrt": opts.use_tensorrt,
-            "enable_mkldnn": opts.enable_mkldnn and not opts.use_gpu,
+            "enable_mkldnn": bool(self.config.mkldnn_enabled()) and not gpu,
+            "enable_openvino": bool(self.config.openvino_engine_enabled()) and not gpu,
             "cpu_math_library_num_threads": opts.threads(),
+            "openvino_streams": self.streams if self.engine == "openvino" else None,
         }
+
+
+def variant_options(variant: str, cpu_threads: int = 0) -> InferenceOptions:
+    """fp32 CPU options for a named variant of :data:`CPU_VARIANTS`.
+
+    ``default`` is what ``infer.py`` uses without flags; ``openvino``, ``onednn``
+    and ``native`` force one engine (see the module docstring).
+    """
+    base = InferenceOptions(cpu_threads=cpu_threads)
+    forced = {
+        "default": {},
+        "openvino": {"enable_mkldnn": True, "use_openvino": True},
+        "onednn": {"enable_mkldnn": True, "use_openvino": False},
+        "native": {"enable_mkldnn": False, "use_openvino": False},
+    }
+    if variant not in forced:
+        raise ValueError(f"variant must be one of {', '.join(CPU_VARIANTS)}, got {variant!r}")
+    return replace(base, **forced[variant])
+
+
+def create_cpu_predictor(model_dir: str | Path, variant: str = "default", cpu_threads: int = 0) -> PaddlePredictor:
+    """A fp32 CPU :class:`PaddlePredictor` for one of :data:`CPU_VARIANTS`.
+
+    ``cpu_threads=0`` means every available core. Raises
+    :class:`deploy.options.UnsupportedConfig` when ``variant="openvino"`` but the
+    model directory has no ``inference.pdmodel`` (re-export with
+    ``tools/export_model.py``). ``predictor.engine`` names the engine in use.
+    """
+    options = variant_options(variant, cpu_threads)
+    if variant in CPU_ENGINES and select_cpu_engine(options, model_dir) != variant:
+        raise UnsupportedConfig(
+            f"{model_dir}: the {variant} engine cannot run this model "
+            f"(OpenVINO needs a float model with {MODEL_PREFIX}.pdmodel; re-export with tools/export_model.py)"
+        )
+    return PaddlePredictor(model_dir, options)

@@ -70,6 +70,8 @@ class OnnxPredictor:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads if threads > 0 else available_cpus()
         options.inter_op_num_threads = 1
+        # onnxruntime's defaults otherwise: all graph optimisations, sequential execution,
+        # spinning intra-op threads. Measured: the wrapper runs at raw InferenceSession speed.
         options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
@@ -82,14 +84,17 @@ class OnnxPredictor:
         self.input_name = inputs[0].name
         self.input_shape = list(inputs[0].shape)
         self.output_name = self.session.get_outputs()[0].name
+        self._output_names = [self.output_name]
         self.threads = options.intra_op_num_threads
         logger.info("loaded %s (input %s %s, output %s, providers %s)",
                     path, self.input_name, self.input_shape, self.output_name, ", ".join(self.providers))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        # Adds nothing to InferenceSession.run for a C-contiguous float32 batch (the usual case).
+        if batch.dtype != np.float32 or not batch.flags.c_contiguous:
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
         try:
-            return self.session.run([self.output_name], {self.input_name: batch})[0]
+            return self.session.run(self._output_names, {self.input_name: batch})[0]
         except _ort_errors() as exc:
             raise OnnxModelError(f"{self.onnx_file}: inference on a {list(batch.shape)} batch failed ({exc})") from exc
 

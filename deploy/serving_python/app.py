@@ -1,4 +1,4 @@
-"""The FastAPI app: Paddle Serving's pipeline HTTP protocol plus health, metrics and limits.
+"""The HTTP app (Starlette): Paddle Serving's pipeline HTTP protocol plus health, metrics and limits.
 
 Routes:
 
@@ -21,18 +21,22 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from deploy.serving_python.backends import BackendFactory, label_dir, make_backend_factory
-from deploy.serving_python.batcher import BatcherStopped, DynamicBatcher
+from deploy.serving_python.batcher import BatcherStopped, BatchFuture, DynamicBatcher
 from deploy.serving_python.imagenet_op import ImagenetOp
 from deploy.serving_python.metrics import ServingMetrics
 from deploy.serving_python.protocol import (
@@ -44,6 +48,7 @@ from deploy.serving_python.protocol import (
     PROFILE_KEY,
     TIMEOUT,
     UNKNOWN,
+    PipelineRequest,
     ProtocolError,
     parse_request,
     response,
@@ -142,6 +147,42 @@ class _Access:
     clientip: str = ""
     images: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    started: float = 0.0  # perf_counter() when the handler began
+    pending: BatchFuture | None = None  # the queued model call, once submitted
+    queued: float = 0.0  # perf_counter() when the request was handed to the batcher
+
+
+class ModelError(Exception):
+    """The model call failed; the backend's exception is the ``__cause__``."""
+
+
+def _settle_threadsafe(loop: asyncio.AbstractEventLoop, answer: asyncio.Future[Any], *,
+                       parsed: PipelineRequest | None = None, done: BatchFuture | None = None,
+                       exc: BaseException | None = None) -> None:
+    """From any thread: complete ``answer`` on its loop with a model result or an error."""
+
+    def settle() -> None:
+        if answer.done():
+            return
+        if done is None:
+            answer.set_exception(exc if exc is not None else RuntimeError("no result"))
+        elif done.cancelled():
+            answer.cancel()
+        elif done.exception() is not None:
+            error = done.exception()
+            if isinstance(error, (BatcherStopped, TimeoutError)):
+                answer.set_exception(error)
+            else:
+                wrapped = ModelError()
+                wrapped.__cause__ = error
+                answer.set_exception(wrapped)
+        else:
+            answer.set_result((parsed, done.result()))
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: the server stopped, nobody waits for this answer
+        logger.debug("answer dropped: the event loop is closed")
 
 
 class PredictionHandler:
@@ -151,7 +192,7 @@ class PredictionHandler:
 
     async def __call__(self, request: Request, name: str, method: str) -> JSONResponse:
         start = time.perf_counter()
-        access = _Access()
+        access = _Access(started=start)
         status = 200
         self.runtime.metrics.in_flight.labels(SERVICE_NAME).inc()
         try:
@@ -170,9 +211,14 @@ class PredictionHandler:
         finally:
             self.runtime.metrics.in_flight.labels(SERVICE_NAME).dec()
         seconds = time.perf_counter() - start
+        # Metrics and the access-log line are written once the answer is sent (off the latency path).
+        return JSONResponse(payload, status_code=status,
+                            background=BackgroundTask(self._record, request, status, payload, access, seconds))
+
+    async def _record(self, request: Request, status: int, payload: dict[str, Any], access: _Access,
+                      seconds: float) -> None:
         self.runtime.metrics.observe_request(payload["err_no"], seconds)
         self._log(request, status, payload, access, seconds)
-        return JSONResponse(payload, status_code=status)
 
     async def _answer(self, request: Request, name: str, access: _Access, start: float) -> dict[str, Any]:
         if name != SERVICE_NAME:
@@ -183,11 +229,9 @@ class PredictionHandler:
         if not self.runtime.ready:
             raise ProtocolError(INIT_ERROR, "the model is not ready (see GET /health)")
         timeout_s = self.config.op.timeout_s
-        work = self._predict(request, name, access, start, timeout_s)
-        if timeout_s is None:
-            return await work
         try:
-            return await asyncio.wait_for(work, timeout_s)
+            async with asyncio.timeout(timeout_s):  # None: no limit
+                return await self._predict(request, name, access, start, timeout_s)
         except TimeoutError:
             raise ProtocolError(TIMEOUT, f"the request took longer than op.{SERVICE_NAME}.timeout = "
                                          f"{self.config.op.timeout_ms} ms (queue + preprocessing + "
@@ -196,32 +240,35 @@ class PredictionHandler:
     async def _predict(self, request: Request, name: str, access: _Access, start: float,
                        timeout_s: float | None) -> dict[str, Any]:
         runtime = self.runtime
-        loop = asyncio.get_running_loop()
-        body = await read_body(request, self.config.max_body_bytes)
-        mark = time.perf_counter()
-        parsed = await loop.run_in_executor(runtime.pool, parse_request, body,
-                                            self.config.op.max_images_per_request)
-        access.logid, access.clientip, access.images = parsed.logid, parsed.clientip, len(parsed.images)
-        if parsed.name and parsed.name != name:
-            raise ProtocolError(NO_SERVICE, f"Failed to inference: Service name error. The body names "
-                                            f"{parsed.name[:64]!r}, the URL {name[:64]!r}")
-        access.timings["parse"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        batch = await loop.run_in_executor(runtime.pool, runtime.op.preprocess, parsed)
-        access.timings["preprocess"] = time.perf_counter() - mark
-        mark = time.perf_counter()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s - (time.perf_counter() - start)
-        try:
-            probs = await asyncio.wrap_future(runtime.batcher.submit(batch, deadline))
-        except BatcherStopped as exc:
-            raise ProtocolError(CLOSED_ERROR, str(exc)) from None
-        except TimeoutError as exc:
-            raise ProtocolError(TIMEOUT, f"{exc} (op.{SERVICE_NAME}.timeout = "
-                                         f"{self.config.op.timeout_ms} ms)") from None
-        except Exception as exc:  # noqa: BLE001 - a failed model call is answered, not raised
-            raise ProtocolError(UNKNOWN, f"inference failed (logid {parsed.logid}): "
-                                         f"{type(exc).__name__}: {exc}") from exc
-        access.timings["infer"] = time.perf_counter() - mark
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[PipelineRequest, np.ndarray]] = loop.create_future()
+        # From here until it is queued, the request counts as on its way: a partial batch waits for it.
+        with runtime.batcher.incoming() as submit:
+            body = await read_body(request, self.config.max_body_bytes)
+            # One hop to the pool (parse, decode, preprocess, queue for the model) and one back, when
+            # the model call is done: the event loop is not woken in between.
+            runtime.pool.submit(self._prepare, body, name, access, deadline, submit, loop, answer)
+            try:
+                parsed, probs = await answer
+            except asyncio.CancelledError:
+                if access.pending is not None:
+                    access.pending.cancel()  # still queued: the batcher drops it
+                raise
+            except BatcherStopped as exc:
+                raise ProtocolError(CLOSED_ERROR, str(exc)) from None
+            except TimeoutError as exc:
+                raise ProtocolError(TIMEOUT, f"{exc} (op.{SERVICE_NAME}.timeout = "
+                                             f"{self.config.op.timeout_ms} ms)") from None
+            except ModelError as exc:
+                cause = exc.__cause__
+                raise ProtocolError(UNKNOWN, f"inference failed (logid {access.logid}): "
+                                             f"{type(cause).__name__}: {cause}") from cause
+        pending = access.pending
+        if pending is not None and pending.model_start is not None and pending.model_end is not None:
+            access.timings["queue"] = pending.model_start - access.queued
+            access.timings["infer"] = pending.model_end - pending.model_start
+            access.timings["return"] = time.perf_counter() - pending.model_end
         keys, values = runtime.op.postprocess(probs)
         if parsed.profile:
             total = time.perf_counter() - start
@@ -230,13 +277,40 @@ class PredictionHandler:
             values.append(" ".join([*parts, f"total:{total * 1000:.2f}ms"]))
         return response(OK, "", keys, values)
 
+    def _prepare(self, body: bytes, name: str, access: _Access, deadline: float | None,
+                 submit: Callable[[np.ndarray, float | None], BatchFuture], loop: asyncio.AbstractEventLoop,
+                 answer: asyncio.Future[tuple[PipelineRequest, np.ndarray]]) -> None:
+        """Parse, decode, preprocess and queue a request (runs in the pool); ``answer`` gets the result."""
+        try:
+            if answer.cancelled():
+                return
+            mark = time.perf_counter()
+            access.timings["receive"] = mark - access.started
+            parsed = parse_request(body, self.config.op.max_images_per_request)
+            access.logid, access.clientip, access.images = parsed.logid, parsed.clientip, len(parsed.images)
+            if parsed.name and parsed.name != name:
+                raise ProtocolError(NO_SERVICE, f"Failed to inference: Service name error. The body names "
+                                                f"{parsed.name[:64]!r}, the URL {name[:64]!r}")
+            now = time.perf_counter()
+            access.timings["parse"] = now - mark
+            batch = self.runtime.op.preprocess(parsed)
+            mark, now = now, time.perf_counter()
+            access.timings["preprocess"] = now - mark
+            access.queued = now
+            access.pending = submit(batch, deadline)
+        except Exception as exc:  # noqa: BLE001 - handed to the request's coroutine, which answers it
+            _settle_threadsafe(loop, answer, exc=exc)
+            return
+        access.pending.add_done_callback(
+            lambda done: _settle_threadsafe(loop, answer, parsed=parsed, done=done))
+
     def _log(self, request: Request, status: int, payload: dict[str, Any], access: _Access,
              seconds: float) -> None:
         client = request.client
         record = {
             "logid": access.logid, "clientip": access.clientip,
             "peer": f"{client.host}:{client.port}" if client else "", "method": request.method,
-            "path": request.url.path, "status": status, "err_no": payload["err_no"], "images": access.images,
+            "path": request.scope["path"], "status": status, "err_no": payload["err_no"], "images": access.images,
             "latency_ms": round(seconds * 1000, 2),
         }
         if payload["err_no"] != OK:
@@ -261,11 +335,15 @@ def metrics_response(runtime: ServingRuntime) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(runtime: ServingRuntime, stop_runtime_on_shutdown: bool = True) -> FastAPI:
-    """The HTTP app over a loaded runtime; stops the runtime when the server shuts down."""
+def create_app(runtime: ServingRuntime, stop_runtime_on_shutdown: bool = True) -> Starlette:
+    """The HTTP app over a loaded runtime; stops the runtime when the server shuts down.
+
+    A plain Starlette app (FastAPI's router sits on the same classes): the routes take no
+    typed parameters, and each layer FastAPI adds costs event-loop time on every request.
+    """
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         runtime.shutting_down = True
         if stop_runtime_on_shutdown:
@@ -273,25 +351,27 @@ def create_app(runtime: ServingRuntime, stop_runtime_on_shutdown: bool = True) -
             await asyncio.get_running_loop().run_in_executor(
                 None, runtime.stop, runtime.config.graceful_shutdown_timeout_s)
 
-    app = FastAPI(title=f"{SERVICE_NAME} pipeline service", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
     handler = PredictionHandler(runtime)
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
         return health_response(runtime)
 
-    @app.get("/health/live")
-    async def live() -> JSONResponse:
+    async def live(request: Request) -> JSONResponse:
         return JSONResponse({"status": "alive"})
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
         return metrics_response(runtime)
 
-    @app.post("/{name}/{method}")
-    async def prediction(request: Request, name: str, method: str) -> JSONResponse:
-        return await handler(request, name, method)
+    async def prediction(request: Request) -> Response:
+        params = request.path_params
+        return await handler(request, params["name"], params["method"])
 
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/health/live", live, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/{name}/{method}", prediction, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app

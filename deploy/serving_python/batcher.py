@@ -7,19 +7,28 @@ others to join. Each of ``concurrency`` worker threads owns one predictor
 queued requests while they fit and the wait has not expired, run the model once,
 hand every request its rows.
 
+A batch only waits for requests that are known to be on their way: the server
+wraps receiving, parsing and preprocessing of each request in :meth:`DynamicBatcher.incoming`,
+and a partial batch waits (at most ``auto_batching_timeout``) only while some
+request is inside that block. A lone request therefore runs at once instead of
+sitting out the window, and under load batches still fill, both from requests
+that queued while the model ran and from those about to arrive.
+
 Differences from upstream, on purpose: ``auto_batching_timeout <= 0`` means "take
 what is already queued, never wait" (upstream blocks until ``batch_size``
-requests arrive); requests whose caller gave up (timeout) are dropped before they
-reach the model; one request larger than ``batch_size`` runs alone, whole.
+requests arrive); no wait when no other request is being prepared (upstream
+waits out the window); requests whose caller gave up (timeout) are dropped before
+they reach the model; one request larger than ``batch_size`` runs alone, whole.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -36,10 +45,23 @@ class BatcherStopped(RuntimeError):
     """The batcher is shutting down and takes no new work."""
 
 
+class BatchFuture(Future):
+    """The future :meth:`DynamicBatcher.submit` returns; also tells when its model call ran.
+
+    ``model_start``/``model_end`` are ``time.perf_counter()`` values, set when the model
+    call succeeded (``None`` otherwise).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model_start: float | None = None
+        self.model_end: float | None = None
+
+
 @dataclass
 class _Job:
     batch: np.ndarray
-    future: Future
+    future: BatchFuture
     enqueued: float = field(default_factory=time.monotonic)
     deadline: float | None = None
 
@@ -69,6 +91,7 @@ class DynamicBatcher:
         self.model_calls = 0
         self._queue: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
+        self._incoming = 0  # requests being parsed/preprocessed (see incoming())
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._ready = 0
@@ -123,14 +146,52 @@ class DynamicBatcher:
             return sum(job.size for job in self._queue)
 
     # -- requests ------------------------------------------------------------------------------------
-    def submit(self, batch: np.ndarray, deadline: float | None = None) -> Future:
-        """Queue an ``(n, C, H, W)`` array; the future resolves to its ``(n, classes)`` output rows."""
-        job = _Job(batch=batch, future=Future(), deadline=deadline)
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[Callable[[np.ndarray, float | None], BatchFuture]]:
+        """Mark a request as on its way (being parsed/preprocessed); yields its ``submit``.
+
+        While any request is inside such a block, a partial batch waits for it (at most
+        the batch timeout); with none, a batch runs at once. The yielded function queues
+        the request like :meth:`submit` and ends the mark in the same step; leaving the
+        block without calling it (a bad request) ends the mark too.
+        """
+        open_ = [True]
+
+        def submit(batch: np.ndarray, deadline: float | None = None) -> BatchFuture:
+            return self._enqueue(batch, deadline, open_)
+
         with self._cond:
+            self._incoming += 1
+        try:
+            yield submit
+        finally:
+            with self._cond:
+                if open_[0]:
+                    open_[0] = False
+                    self._incoming -= 1
+                    self._cond.notify_all()
+
+    @property
+    def incoming_count(self) -> int:
+        """Requests currently marked as on their way (inside :meth:`incoming`)."""
+        with self._cond:
+            return self._incoming
+
+    def submit(self, batch: np.ndarray, deadline: float | None = None) -> BatchFuture:
+        """Queue an ``(n, C, H, W)`` array; the future resolves to its ``(n, classes)`` output rows."""
+        return self._enqueue(batch, deadline, None)
+
+    def _enqueue(self, batch: np.ndarray, deadline: float | None, incoming: list[bool] | None) -> BatchFuture:
+        job = _Job(batch=batch, future=BatchFuture(), deadline=deadline)
+        with self._cond:
+            if incoming is not None and incoming[0]:
+                incoming[0] = False
+                self._incoming -= 1
             if self._stopping:
+                self._cond.notify_all()
                 raise BatcherStopped("the service is shutting down")
             self._queue.append(job)
-            self._cond.notify()
+            self._cond.notify_all()
         return job.future
 
     # -- workers -------------------------------------------------------------------------------------
@@ -205,7 +266,7 @@ class DynamicBatcher:
                         total += head.size
                     continue
                 remaining = wait_until - time.monotonic()
-                if remaining <= 0 or self._stopping:
+                if remaining <= 0 or self._stopping or self._incoming <= 0:
                     break
                 self._cond.wait(remaining)
         return jobs
@@ -222,11 +283,13 @@ class DynamicBatcher:
             for job in jobs:
                 job.future.set_exception(exc)
             return
-        seconds = time.perf_counter() - start
+        end = time.perf_counter()
+        seconds = end - start
         with self._cond:
             self.model_calls += 1
         offset = 0
         for job in jobs:
+            job.future.model_start, job.future.model_end = start, end
             job.future.set_result(out[offset:offset + job.size])
             offset += job.size
         if self.on_batch is not None:

@@ -10,6 +10,11 @@ sent before each level and not counted. Reports requests/s, images/s, p50/p90/p9
 latency, errors (HTTP errors or ``err_no != 0``) and, read from the server's
 ``/metrics``, how many images each model call took on average (dynamic batching).
 Targets loopback only unless ``--allow-remote``; counts and durations are capped.
+
+From Python (e.g. ``benchmark/``): :func:`run_benchmark` measures a running server and
+:func:`benchmark_model` starts one (``server_control.running_server``), measures it and
+stops it. Both return ``{"url", "image", "images_per_request", "levels": [row, ...]}``,
+one row per concurrency level as :meth:`LevelResult.as_dict` describes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,6 +36,8 @@ MAX_REQUESTS = 20_000
 MAX_DURATION_S = 600.0
 MAX_CONCURRENCY = 128
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "images" / "demo.jpg"
+DEFAULT_LEVELS = (1, 4, 8, 16)
 
 
 @dataclass
@@ -50,6 +58,10 @@ class LevelResult:
         return data[rank] * 1000.0
 
     def as_dict(self) -> dict[str, object]:
+        """``concurrency``, ``requests`` (sent), ``errors``, ``seconds``, ``requests_per_s`` and
+        ``images_per_s`` (successful ones), ``p50_ms``/``p90_ms``/``p99_ms``/``max_ms`` (successful
+        requests' latency as the client saw it), ``mean_images_per_model_call`` (from the server's
+        ``/metrics``; ``None`` if unavailable) and ``first_error`` (``""`` if none)."""
         ok = len(self.latencies)
         return {
             "concurrency": self.concurrency, "requests": ok + self.errors, "errors": self.errors,
@@ -182,6 +194,61 @@ def run_level(url: str, body: bytes, concurrency: int, requests: int, duration: 
     return result
 
 
+def request_body(image: Path, images_per_request: int = 1) -> bytes:
+    """The pipeline request the load generator sends: ``image`` base64-encoded, repeated."""
+    encoded = base64.b64encode(image.read_bytes()).decode("ascii")
+    count = max(1, images_per_request)
+    return json.dumps({"key": ["image"] * count, "value": [encoded] * count, "logid": 1}).encode()
+
+
+def run_benchmark(url: str, image: str | Path = DEFAULT_IMAGE, levels: Sequence[int] = DEFAULT_LEVELS, *,
+                  requests: int = 200, duration_s: float = 10.0, warmup: int = 10, timeout_s: float = 30.0,
+                  images_per_request: int = 1, allow_remote: bool = False) -> dict[str, object]:
+    """Load-test the prediction ``url`` of a running server at each concurrency level in turn.
+
+    Each level sends ``warmup`` uncounted requests, then ``concurrency`` client threads (one
+    keep-alive connection each) send until ``requests`` were sent or ``duration_s`` passed
+    (capped at MAX_REQUESTS / MAX_DURATION_S). Raises ``ValueError`` for a non-loopback URL
+    (unless ``allow_remote``), a level outside 1..MAX_CONCURRENCY or a missing image.
+    """
+    parts = urlsplit(url)
+    if parts.hostname not in LOOPBACK and not allow_remote:
+        raise ValueError(f"refusing to load-test {parts.hostname}: loopback only unless allow_remote")
+    if not levels or any(not 1 <= c <= MAX_CONCURRENCY for c in levels):
+        raise ValueError(f"concurrency levels must be in 1..{MAX_CONCURRENCY}, got {list(levels)}")
+    image = Path(image)
+    if not image.is_file():
+        raise ValueError(f"{image}: no such image")
+    body = request_body(image, images_per_request)
+    requests = max(1, min(requests, MAX_REQUESTS))
+    duration_s = max(0.1, min(duration_s, MAX_DURATION_S))
+    metrics_url = f"{parts.scheme}://{parts.netloc}/metrics"
+    rows = []
+    for level in levels:
+        res = run_level(url, body, level, requests, duration_s, warmup, timeout_s, metrics_url)
+        res.images_per_request = max(1, images_per_request)
+        rows.append(res.as_dict())
+    return {"url": url, "image": str(image), "images_per_request": max(1, images_per_request), "levels": rows}
+
+
+def benchmark_model(model_config: str | Path, *, backend: str = "paddle", opts: Sequence[str] = (),
+                    image: str | Path = DEFAULT_IMAGE, levels: Sequence[int] = DEFAULT_LEVELS,
+                    requests: int = 200, duration_s: float = 10.0, warmup: int = 10,
+                    log_path: str | Path | None = None) -> dict[str, object]:
+    """Start a server for ``model_config`` (``backend`` paddle or onnxruntime, the shipped
+    ``config.yml`` plus ``opts`` overrides) on a free loopback port, :func:`run_benchmark` it,
+    stop it. The result also holds ``"server"``: the model, backend and overrides used.
+    Raises ``server_control.ServerStartError`` if the server does not start (``exit_code``
+    77: device not available)."""
+    from deploy.serving_python.server_control import running_server
+
+    with running_server(model_config, backend=backend, opts=opts, log_path=log_path) as base_url:
+        result = run_benchmark(f"{base_url}/imagenet/prediction", image, levels, requests=requests,
+                               duration_s=duration_s, warmup=warmup)
+    result["server"] = {"model_config": str(model_config), "backend": backend, "opts": list(opts)}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     parts = urlsplit(args.url)
@@ -202,9 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     if not image.is_file():
         print(f"{image}: no such image", file=sys.stderr)
         return 2
-    encoded = base64.b64encode(image.read_bytes()).decode("ascii")
     count = max(1, args.images_per_request)
-    body = json.dumps({"key": ["image"] * count, "value": [encoded] * count, "logid": 1}).encode()
+    body = request_body(image, count)
     metrics_url = f"{parts.scheme}://{parts.netloc}/metrics"
     print(f"{args.url}: {image} ({image.stat().st_size} bytes) x{count} per request; at most {requests} "
           f"requests or {duration:.0f} s per level")

@@ -16,21 +16,44 @@ the tail of the server log. Timeout: exit 1.
 ``stop`` sends SIGTERM, waits for the process to end (a zombie counts as ended),
 sends SIGKILL after ``--timeout``. Exit 0 when the server stopped by itself
 and, with ``--server-log``, logged a clean shutdown; 1 otherwise.
+
+From Python, :func:`running_server` starts ``web_service.py`` on a free loopback
+port, waits until it is ready, yields its base URL and stops it (by its PID) on exit;
+``deploy/serving_python/benchmark.py``'s :func:`benchmark_model` measures it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 CLEAN_STOP_MARK = "server stopped"
 EXIT_SKIPPED = 77
+WEB_SERVICE = Path(__file__).with_name("web_service.py")
+DEFAULT_CONFIG = Path(__file__).with_name("config.yml")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+logger = logging.getLogger(__name__)
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not become ready; ``exit_code`` 77 means the device is not available."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def process_alive(pid: int) -> bool:
@@ -120,6 +143,57 @@ def stop(pid: int, server_log: str | None, timeout: float) -> int:
         print(log_tail(server_log))
         return 1
     return 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(model_config: str | Path, *, backend: str = "paddle", opts: Sequence[str] = (),
+                   port: int | None = None, config: str | Path = DEFAULT_CONFIG, log_path: str | Path | None = None,
+                   ready_timeout_s: float = 180.0, stop_timeout_s: float = 20.0) -> Iterator[str]:
+    """Start ``web_service.py`` on 127.0.0.1, yield its base URL once ready, stop it on exit.
+
+    ``model_config``/``backend`` fill ``op.imagenet.local_service_conf``; ``opts`` are more
+    ``--opt KEY=VALUE`` overrides of ``config`` (default: the shipped ``config.yml``). The
+    server's output goes to ``log_path`` (a temporary file if ``None``). Raises
+    :class:`ServerStartError` when it exits or is not ready within ``ready_timeout_s``
+    (``exit_code`` 77: the configured device is not available). Only the started PID is
+    stopped: SIGTERM, then SIGKILL after ``stop_timeout_s``.
+    """
+    port = free_port() if port is None else port
+    prefix = "op.imagenet.local_service_conf"
+    cmd = [sys.executable, str(WEB_SERVICE), "--config", str(config), "--opt", f"http_port={port}",
+           "http_host=127.0.0.1", f"{prefix}.model_config={model_config}", f"{prefix}.backend={backend}", *opts]
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="serving_"))) / "server.log"
+        log_path = Path(log_path)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            with contextlib.redirect_stdout(sys.stderr):  # wait_ready reports progress on stdout
+                code = wait_ready(proc.pid, f"{url}/health", str(log_path), ready_timeout_s)
+            if code != 0:
+                raise ServerStartError(f"the server did not start (exit code {proc.poll()}); last lines of "
+                                       f"{log_path}:\n{log_tail(str(log_path))}", code)
+            logger.info("server pid %d ready at %s", proc.pid, url)
+            yield url
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(stop_timeout_s)
+                except subprocess.TimeoutExpired:
+                    logger.warning("server pid %d still running %.0f s after SIGTERM: killing it", proc.pid,
+                                   stop_timeout_s)
+                    proc.kill()
+                    proc.wait(10)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
