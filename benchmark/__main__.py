@@ -78,7 +78,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def runs_for(plan: Plan, batch: int) -> int:
-    return max(2, plan.runs // batch) if batch > 1 else plan.runs
+    return max(4, plan.runs // batch) if batch > 1 else plan.runs
 
 
 def measure_inference(plan: Plan, files: paths.ModelFiles, jpeg: bytes, results: dict) -> None:

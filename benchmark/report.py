@@ -143,7 +143,9 @@ def format_table(results: dict) -> str:
     for backend, levels in results.get("serving", {}).items():
         for level, row in levels.items():
             lines.append(f"serving     {backend} {level}: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
-                         f"{row['mean_images_per_model_call'] or '-'} images per model call")
+                         f"{row['mean_images_per_model_call'] or '-'} images per model call, CPU ms per request: "
+                         f"server {row.get('server_cpu_ms_per_request', '-')}, "
+                         f"client {row.get('client_cpu_ms_per_request', '-')}")
     for path, fig in results.get("single_image_latency", {}).items():
         lines.append(f"one image   {path}: JPEG -> top-5 in {fig['median_ms']:.2f} ms (median, nothing overlapped)")
     if results.get("preprocess_ms"):

@@ -12,9 +12,11 @@ import contextlib
 import io
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def measure_serving(model: Path, backend: str, image: bytes, levels: list[int], *, threads: int,
@@ -52,13 +64,21 @@ def measure_serving(model: Path, backend: str, image: bytes, levels: list[int], 
         if ready != 0:
             raise RuntimeError(f"the {backend} server did not become ready:\n{said.getvalue()[-2000:]}")
         for level in levels:
+            server_cpu, client_cpu = process_cpu_seconds(server.pid), time.process_time()
             row = load.run_level(f"{base}/imagenet/prediction", body, level, requests, duration, warmup,
                                  30.0, f"{base}/metrics").as_dict()
+            # Where the 2 cores went: the server and the load generator (this process) share them.
+            sent = int(row["requests"]) + warmup
+            server_after = process_cpu_seconds(server.pid)
+            row["client_cpu_ms_per_request"] = round((time.process_time() - client_cpu) * 1000.0 / sent, 3)
+            row["server_cpu_ms_per_request"] = (None if server_cpu is None or server_after is None
+                                                else round((server_after - server_cpu) * 1000.0 / sent, 3))
             if row["errors"]:
                 raise RuntimeError(f"{backend} server, concurrency {level}: {row['errors']} errors, "
                                    f"first: {row['first_error']}")
-            logger.info("serving %s c=%d: %.1f img/s, p50 %.1f ms, p99 %.1f ms", backend, level,
-                        row["images_per_s"], row["p50_ms"], row["p99_ms"])
+            logger.info("serving %s c=%d: %.1f img/s, p50 %.1f ms, p99 %.1f ms, CPU ms per request: "
+                        "server %s, client %s", backend, level, row["images_per_s"], row["p50_ms"], row["p99_ms"],
+                        row["server_cpu_ms_per_request"], row["client_cpu_ms_per_request"])
             results[f"c{level}"] = row
     finally:
         if server.poll() is None:

@@ -61,6 +61,7 @@ def test_results_hold_every_path_batch_and_target(quick_run: tuple[subprocess.Co
     for level in ("c1", "c8"):
         row = results["serving"]["paddle"][level]
         assert row["errors"] == 0 and all(positive(row[k]) for k in ("images_per_s", "p50_ms", "p99_ms")), row
+        assert positive(row["server_cpu_ms_per_request"]) and positive(row["client_cpu_ms_per_request"]), row
     targets = results["targets"]
     assert sorted(targets) == ["1", "2", "3", "4", "5", "6"]
     for key, target in targets.items():
@@ -111,3 +112,21 @@ def test_summarize_reports_the_median() -> None:
     assert fig["runs"] == 5
     with pytest.raises(ValueError, match="no timing samples"):
         timing.summarize([])
+
+
+def test_process_cpu_seconds_counts_this_process_and_rejects_a_missing_pid() -> None:
+    import os
+    import time
+
+    from benchmark.serving import process_cpu_seconds
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux /proc")
+    before = process_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    after = process_cpu_seconds(os.getpid())
+    assert before is not None and after is not None
+    assert after - before >= 0.2
+    assert process_cpu_seconds(2**22 + 12345) is None  # above Linux's pid_max: no such process

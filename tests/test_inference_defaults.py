@@ -6,8 +6,8 @@
   model within the agreement gate's 1e-4 (measured: about 1e-7).
 * A model without ``inference.pdmodel`` falls back to oneDNN; a quantized model
   stays on oneDNN int8.
-* With 2+ threads a batch is split over one-thread OpenVINO engines run side by side;
-  the rows equal the unsplit engine's.
+* With 2 threads the default is one 2-thread OpenVINO engine, equal to the dygraph model
+  at every batch size.
 * A batch of the wrong shape is refused (the OpenVINO engine itself would only log
   the error and return the previous output).
 * The ONNX wrapper returns exactly what a raw ``InferenceSession.run`` returns.
@@ -90,22 +90,14 @@ def test_every_named_variant_agrees_with_dygraph(onnx_model: OnnxModel, variant:
     np.testing.assert_allclose(predictor.run(images), reference, atol=DEFAULT_TOLERANCE)
 
 
-def test_two_thread_default_splits_a_batch_over_two_engines_with_identical_rows(
+def test_two_thread_default_is_one_openvino_engine_at_every_batch_size(
         onnx_model: OnnxModel, batch_and_reference: tuple[np.ndarray, np.ndarray]) -> None:
-    from dataclasses import replace
-
     images, reference = batch_and_reference
-    split = PaddlePredictor(onnx_model.infer_dir, InferenceOptions(cpu_threads=2))
-    whole = PaddlePredictor(onnx_model.infer_dir, replace(InferenceOptions(cpu_threads=2), cpu_streams=1))
-    assert split.describe()["openvino_streams"] == 2 and whole.describe()["openvino_streams"] == 1
-    one_row = split.run(images[:1])  # below the split size: the 2-thread engine, no helper engines yet
-    assert not split._stream_predictors
-    for size in (2, 3, len(images)):
-        got = split.run(images[:size])
-        np.testing.assert_allclose(got, whole.run(images[:size]), rtol=0, atol=1e-6)
-        np.testing.assert_allclose(got, reference[:size], atol=DEFAULT_TOLERANCE)
-    assert [p.options.threads() for p in split._stream_predictors] == [1, 1]
-    np.testing.assert_allclose(one_row, reference[:1], atol=DEFAULT_TOLERANCE)
+    predictor = PaddlePredictor(onnx_model.infer_dir, InferenceOptions(cpu_threads=2))
+    assert predictor.describe()["cpu_engine"] == "openvino"
+    assert predictor.describe()["cpu_math_library_num_threads"] == 2
+    for size in (1, 2, 3, len(images)):
+        np.testing.assert_allclose(predictor.run(images[:size]), reference[:size], atol=DEFAULT_TOLERANCE)
 
 
 def test_wrong_input_shape_is_refused_not_answered_with_stale_output(onnx_model: OnnxModel) -> None:

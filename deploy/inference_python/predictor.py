@@ -12,10 +12,10 @@ machine; the benchmark reports the current figures):
 * ``openvino``: Paddle Inference's bundled OpenVINO engine. It reads only a
   legacy ``inference.pdmodel`` program, which ``tools/export_model.py`` writes
   next to ``inference.json`` (same ``.pdiparams``). The default for fp32 on CPU
-  (``enable_mkldnn=True, use_openvino=True``) when that file exists. With N >= 2
-  threads a batch of N or more images is split over N one-thread engines run
-  side by side (``cpu_streams``; built on first use): one N-thread engine scales
-  worse over cores, most of all when other processes share them;
+  (``enable_mkldnn=True, use_openvino=True``) when that file exists. One engine
+  with N threads: splitting a batch over N one-thread engines run side by side
+  was measured slower on an idle machine, because ``predictor.run`` holds the
+  Python GIL, so the engines take turns;
 * ``onednn``: oneDNN kernels on the PIR ``.json`` program (int8 and bfloat16
   always use it);
 * ``native``: Paddle's plain CPU kernels (``enable_mkldnn=False``).
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,9 +58,6 @@ class InferenceOptions:
     ir_optim: bool = True
     # fp32 on CPU with enable_mkldnn: use the OpenVINO engine when inference.pdmodel exists
     use_openvino: bool = True
-    # OpenVINO with N >= 2 threads: a batch of >= N images is split over N one-thread engines run
-    # side by side (they scale better over cores than one N-thread engine); 0 = one per thread, 1 = off
-    cpu_streams: int = 0
 
     def threads(self) -> int:
         return self.cpu_threads if self.cpu_threads > 0 else available_cpus()
@@ -206,11 +202,6 @@ class PaddlePredictor:
         self.output_name = self.predictor.get_output_names()[0]
         self._input = self.predictor.get_input_handle(self.input_name)
         self._output = self.predictor.get_output_handle(self.output_name)
-        self.streams = 1
-        if self.engine == "openvino":
-            self.streams = max(1, min(opts.cpu_streams or opts.threads(), opts.threads()))
-        self._stream_predictors: list[PaddlePredictor] = []  # built on the first batch that is split
-        self._pool: ThreadPoolExecutor | None = None
         logger.info("loaded %s (engine %s, input %s, output %s)", program, self.engine, self.input_name,
                     self.output_name)
 
@@ -219,20 +210,10 @@ class PaddlePredictor:
             batch = np.ascontiguousarray(batch, dtype=np.float32)
         if self._input_dims is not None and batch.shape[1:] != self._input_tail:
             self._check_shape(batch.shape)
-        if self.streams > 1 and batch.shape[0] >= self.streams:
-            return self._run_split(batch)
         self._input.reshape(batch.shape)
         self._input.copy_from_cpu(batch)
         self.predictor.run()
         return self._output.copy_to_cpu()
-
-    def _run_split(self, batch: np.ndarray) -> np.ndarray:
-        if self._pool is None:
-            part = replace(self.options, cpu_threads=max(1, self.options.threads() // self.streams), cpu_streams=1)
-            self._stream_predictors = [PaddlePredictor(self.model_dir, part) for _ in range(self.streams)]
-            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="openvino_stream")
-        parts = np.array_split(batch, self.streams)  # row blocks: C-contiguous views, no copy
-        return np.concatenate(list(self._pool.map(PaddlePredictor.run, self._stream_predictors, parts)))
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         # The OpenVINO engine only logs a shape error and leaves the previous output in place,
@@ -257,7 +238,6 @@ class PaddlePredictor:
             "enable_mkldnn": bool(self.config.mkldnn_enabled()) and not gpu,
             "enable_openvino": bool(self.config.openvino_engine_enabled()) and not gpu,
             "cpu_math_library_num_threads": opts.threads(),
-            "openvino_streams": self.streams if self.engine == "openvino" else None,
         }
 
 
