@@ -125,9 +125,16 @@ def measure_end_to_end(plan: Plan, runners: dict[str, paths.Runner], jpeg: bytes
         for batch in plan.batches:
             stream = max(2, 16 // batch)  # batches per call: the pipeline overlaps batch i+1 with batch i
             calls = {name: paths.end_to_end(run, jpeg, batch, preprocessor, stream) for name, run in runners.items()}
+            # The same stream without a model: with the model-only figure, the CPU ceiling of target 3.
+            calls["preprocess-only"] = paths.end_to_end(None, jpeg, batch, preprocessor, stream)
             samples = timing.interleaved(calls, warmup=1, rounds=plan.rounds, runs=2)
             for name, secs in samples.items():
                 fig = timing.summarize(secs, batch * stream)
+                if name == "preprocess-only":
+                    results["preprocess_only"][f"b{batch}"] = fig
+                    logger.info("preprocessing only (%d workers) batch %2d: %8.1f images/s", preprocessor.workers,
+                                batch, fig["images_per_s"])
+                    continue
                 results["end_to_end"].setdefault(name, {}).setdefault(f"t{threads}", {})[f"b{batch}"] = fig
                 logger.info("end-to-end %-16s batch %2d: %8.1f images/s", name, batch, fig["images_per_s"])
     calls = {name: paths.single_image(runners[name], jpeg) for name in report.DEPLOY_PATHS if name in runners}
@@ -179,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                  "paddle": paddle.__version__, "onnxruntime": onnxruntime.__version__,
                  "load_average_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
                  "weights": "random", "engines": {}, "max_abs_diff_vs_dygraph": {}},
-        "model_only": {}, "end_to_end": {}, "single_image_latency": {}, "training": {}, "serving": {}, "chain": {},
+        "model_only": {}, "end_to_end": {}, "preprocess_only": {}, "single_image_latency": {}, "training": {},
+        "serving": {}, "chain": {},
     }
     jpeg = IMAGE.read_bytes()
     with tempfile.TemporaryDirectory(prefix="benchmark_") as tmp:

@@ -151,16 +151,18 @@ def build_path(path: str, files: ModelFiles, threads: int) -> tuple[Runner, str]
     raise ValueError(f"unknown path {path!r}; expected one of {', '.join(PATHS)}")
 
 
-def end_to_end(run: Runner, jpeg: bytes, batch: int, preprocessor: BatchPreprocessor,
+def end_to_end(run: Runner | None, jpeg: bytes, batch: int, preprocessor: BatchPreprocessor,
                batches: int) -> Callable[[], object]:
     """One call = ``batches`` batches of ``batch`` JPEGs -> top-5, as deploy/batch_classifier.py does it.
 
     ``preprocessor`` (vision/batching.py) decodes on its worker threads and prepares the next
-    batch while ``run`` infers the current one.
+    batch while ``run`` infers the current one. ``run=None`` only preprocesses (no model).
     """
     stream = [[jpeg] * batch] * batches
 
     def call() -> object:
+        if run is None:
+            return [pending.result() for _, pending in preprocessor.iter_batches(stream)]
         return [topk(run(pending.result()), 5) for _, pending in preprocessor.iter_batches(stream)]
 
     return call

@@ -56,14 +56,24 @@ def evaluate_targets(results: dict) -> dict[str, dict[str, Any]]:
     targets["2"] = _target(worst, "<= 1.05 at every batch", None if worst is None else worst <= 1.05,
                            per_batch={f"b{b}": round(v, 4) for b, v in wrapper.items()})
 
-    e2e = {}
+    e2e, ceiling = {}, {}
+    prep = results.get("preprocess_only", {}).get("b8")
     for path in DEPLOY_PATHS:
         full, model = _fig(results, "end_to_end", path, threads, 8), _fig(results, "model_only", path, threads, 8)
         if full and model:
             e2e[path] = full["images_per_s"] / model["images_per_s"]
+            if prep:
+                # Preprocessing and the model share the same cores: per image their CPU times add up,
+                # so end-to-end throughput is at most 1 / (1/P + 1/M) and the ratio at most P / (P + M).
+                ceiling[path] = prep["images_per_s"] / (prep["images_per_s"] + model["images_per_s"])
     low = min(e2e.values()) if e2e else None
+    summary = ", ".join(f"{k} {v:.2f} (CPU ceiling {ceiling[k]:.2f})" if k in ceiling else f"{k} {v:.2f}"
+                        for k, v in e2e.items())
     targets["3"] = _target(low, ">= 0.6 (lowest of the deployment paths)", None if low is None else low >= 0.6,
-                           per_path={k: round(v, 4) for k, v in e2e.items()})
+                           per_path={k: round(v, 4) for k, v in e2e.items()},
+                           cpu_ceiling={k: round(v, 4) for k, v in ceiling.items()},
+                           preprocess_only_images_per_s=prep["images_per_s"] if prep else None,
+                           summary=summary or None)
 
     served = results.get("serving", {}).get("paddle", {})
     offline8 = _fig(results, "end_to_end", "paddle-default", threads, 8)
@@ -151,6 +161,9 @@ def format_table(results: dict) -> str:
     if results.get("preprocess_ms"):
         stages = ", ".join(f"{k} {v:.2f}" for k, v in results["preprocess_ms"].items())
         lines.append(f"preprocess  one {results['meta']['image']} (ms, 1 core): {stages}")
+    for batch, fig in results.get("preprocess_only", {}).items():
+        lines.append(f"preprocess  only, {results['meta'].get('preprocess_workers')} workers, batch {batch[1:]}: "
+                     f"{fig['images_per_s']:.1f} images/s (no model)")
     if "total_s" in results.get("chain", {}):
         chain = results["chain"]
         lines.append(f"tipc chain  prepare {chain['prepare_s']:.1f} s + chain {chain['chain_s']:.1f} s "

@@ -50,6 +50,7 @@ def test_results_hold_every_path_batch_and_target(quick_run: tuple[subprocess.Co
     assert set(results["preprocess_ms"]) == {"decode", "resize_crop", "normalize"}
     for path in report.DEPLOY_PATHS:
         assert positive(results["single_image_latency"][path]["median_ms"]), path
+    assert positive(results["preprocess_only"]["b8"]["images_per_s"])
     assert all(positive(v) for v in results["preprocess_ms"].values()), results["preprocess_ms"]
     for path in PATHS:  # every path computes the same probabilities as the dygraph model
         assert meta["max_abs_diff_vs_dygraph"][path] < 1e-4, (path, meta["max_abs_diff_vs_dygraph"])
@@ -68,6 +69,8 @@ def test_results_hold_every_path_batch_and_target(quick_run: tuple[subprocess.Co
         assert target["status"] in ("met", "missed", "not measured"), target
         if key in ("1", "2", "3", "4"):
             assert positive(target["measured"]) and target["status"] != "not measured", (key, target)
+    for path, ceiling in targets["3"]["cpu_ceiling"].items():
+        assert 0.0 < ceiling < 1.0, (path, ceiling)
     assert targets["6"]["status"] == "not measured"  # the TIPC chain is timed in full mode only
 
 
