@@ -76,6 +76,9 @@
 #   tipc_record_skip STATUS_LOG MODEL DESCRIPTION REASON
 #       Record a skip decided by the harness, running nothing:
 #       `Run skipped with command - MODEL - DESCRIPTION - (not run)! (REASON)`.
+#   tipc_run_or_skip STATUS_LOG MODEL LOG_FILE REASON CMD [ARGS...]
+#       tipc_run_step when REASON is empty; otherwise tipc_record_skip with the
+#       shell-quoted command as DESCRIPTION (a matrix cell the skip rules rule out).
 #   tipc_record_failure STATUS_LOG MODEL DESCRIPTION REASON
 #       Record a failure decided by the harness (e.g. a config error for one step):
 #       `Run failed with command - MODEL - DESCRIPTION - (not run)! (REASON)`.
@@ -444,6 +447,16 @@ tipc_run_step() {
 tipc_record_skip() {
   local status_log="$1" model="$2" description="$3" reason="$4"
   _tipc_emit "${status_log}" skipped "Run skipped with command - ${model} - ${description} - (not run)! (${reason})" 0
+}
+
+tipc_run_or_skip() {
+  local status_log="$1" model="$2" log_file="$3" reason="$4"
+  shift 4
+  if [[ -n "${reason}" ]]; then
+    tipc_record_skip "${status_log}" "${model}" "$(_tipc_quote_cmd "$@")" "${reason}"
+  else
+    tipc_run_step "${status_log}" "${model}" "${log_file}" "$@"
+  fi
 }
 
 tipc_record_failure() {

@@ -240,11 +240,7 @@ run_inference() {
               reason="GPU inference needs CUDA; this Paddle build or machine has no GPU"
             fi
             log="${LOG_PATH}/python_infer_gpu_usetrt_${trt}_precision_${prec}_batchsize_${bs}.log"
-            if [[ -n "${reason}" ]]; then
-              tipc_record_skip "${STATUS_LOG}" "${MODEL_NAME}" "$(_tipc_quote_cmd "${cmd[@]}")" "${reason}"
-            else
-              tipc_run_step "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${cmd[@]}"
-            fi
+            tipc_run_or_skip "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${reason}" "${cmd[@]}"
           done
         done
       done
@@ -266,11 +262,7 @@ run_inference() {
                 reason="a quantized model runs only in int8"
               fi
               log="${LOG_PATH}/python_infer_cpu_usemkldnn_${mkl}_threads_${thr}_precision_${prec}_batchsize_${bs}.log"
-              if [[ -n "${reason}" ]]; then
-                tipc_record_skip "${STATUS_LOG}" "${MODEL_NAME}" "$(_tipc_quote_cmd "${cmd[@]}")" "${reason}"
-              else
-                tipc_run_step "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${cmd[@]}"
-              fi
+              tipc_run_or_skip "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${reason}" "${cmd[@]}"
             done
           done
         done

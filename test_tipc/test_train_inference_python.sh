@@ -227,11 +227,7 @@ run_inference() {
             elif ! tipc_cuda_available "${PYTHON[0]}"; then
               reason="GPU inference needs CUDA; this Paddle build or machine has no GPU"
             fi
-            if [[ -n "${reason}" ]]; then
-              tipc_record_skip "${STATUS_LOG}" "${MODEL_NAME}" "$(_tipc_quote_cmd "${cmd[@]}")" "${reason}"
-            else
-              tipc_run_step "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${cmd[@]}"
-            fi
+            tipc_run_or_skip "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${reason}" "${cmd[@]}"
           done
         done
       done
@@ -263,11 +259,7 @@ run_inference() {
               elif ! is_true "${quant}" && [[ "${pname}" == int8 ]]; then
                 reason="int8 needs a quantized model; this one is float"
               fi
-              if [[ -n "${reason}" ]]; then
-                tipc_record_skip "${STATUS_LOG}" "${MODEL_NAME}" "$(_tipc_quote_cmd "${cmd[@]}")" "${reason}"
-              else
-                tipc_run_step "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${cmd[@]}"
-              fi
+              tipc_run_or_skip "${STATUS_LOG}" "${MODEL_NAME}" "${log}" "${reason}" "${cmd[@]}"
             done
           done
         done

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploy.ptq_python import compare_int8, post_quant
+from tests.conftest import run_script
 
 MODEL = "mobilenet_v3_small"
 CONFIG = f"test_tipc/configs/{MODEL}/train_ptq_infer_python.txt"
@@ -87,16 +88,11 @@ def test_compare_rejects_a_bad_batch_size(tmp_path: Path) -> None:
                               "--img-path", str(tmp_path), "--batch-size", "0"]) == 2
 
 
-def run_bash(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
-
-
 @pytest.fixture(scope="module")
-def ptq_chain(tipc_workspace: Path, tipc_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    prepared = run_bash(tipc_env, "test_tipc/prepare.sh", CONFIG, MODE, cwd=tipc_workspace)
+def ptq_chain(tipc_workspace: Path) -> subprocess.CompletedProcess[str]:
+    prepared = run_script(tipc_workspace, "test_tipc/prepare.sh", CONFIG, MODE, timeout=600)
     assert prepared.returncode == 0, prepared.stdout[-3000:] + prepared.stderr[-3000:]
-    return run_bash(tipc_env, "test_tipc/test_ptq_inference_python.sh", CONFIG, MODE, cwd=tipc_workspace)
+    return run_script(tipc_workspace, "test_tipc/test_ptq_inference_python.sh", CONFIG, MODE, timeout=600)
 
 
 @pytest.mark.slow
@@ -148,7 +144,7 @@ def test_int8_model_is_marked_and_agrees_with_float(ptq_chain: subprocess.Comple
 @pytest.mark.slow
 @pytest.mark.tipc
 def test_empty_calibration_folder_turns_the_chain_red(ptq_chain: subprocess.CompletedProcess[str],
-                                                      tipc_workspace: Path, tipc_env: dict[str, str]) -> None:
+                                                      tipc_workspace: Path) -> None:
     assert ptq_chain.returncode == 0
     empty = tipc_workspace / "empty_calibration"
     empty.mkdir(exist_ok=True)
@@ -160,8 +156,8 @@ def test_empty_calibration_folder_turns_the_chain_red(ptq_chain: subprocess.Comp
     text = text.replace("ptq_export:", "ptq_export:null\n# ")
     config = tipc_workspace / "ptq_empty_calib.txt"
     config.write_text(text, encoding="utf-8")
-    result = run_bash(tipc_env, "test_tipc/test_ptq_inference_python.sh", str(config.name), MODE,
-                      cwd=tipc_workspace)
+    result = run_script(tipc_workspace, "test_tipc/test_ptq_inference_python.sh", str(config.name), MODE,
+                        timeout=600)
     assert result.returncode == 1, result.stdout[-3000:]
     assert result.stdout.strip().splitlines()[-1].endswith("1 failed, 3 skipped")
     log_dir = tipc_workspace / "test_tipc/output/ptq_empty_calib" / MODE
@@ -172,10 +168,10 @@ def test_empty_calibration_folder_turns_the_chain_red(ptq_chain: subprocess.Comp
     assert not (tipc_workspace / "inference/ptq_empty_calib_infer_ptq").exists()
 
 
-def test_usage_errors_exit_2(repo_root: Path, tipc_env: dict[str, str], tmp_path: Path) -> None:
+def test_usage_errors_exit_2(repo_root: Path, tmp_path: Path) -> None:
     script = repo_root / "test_tipc/test_ptq_inference_python.sh"
-    assert run_bash(tipc_env, str(script), cwd=repo_root).returncode == 2
-    assert run_bash(tipc_env, str(script), str(repo_root / "no_such.txt"), cwd=repo_root).returncode == 2
+    assert run_script(repo_root, str(script), timeout=600).returncode == 2
+    assert run_script(repo_root, str(script), str(repo_root / "no_such.txt"), timeout=600).returncode == 2
     not_ptq = repo_root / "test_tipc/configs" / MODEL / "train_infer_python.txt"
-    result = run_bash(tipc_env, str(script), str(not_ptq), cwd=repo_root)
+    result = run_script(repo_root, str(script), str(not_ptq), timeout=600)
     assert result.returncode == 2 and "not a PTQ config" in result.stderr
