@@ -1,6 +1,6 @@
-"""Bounded load generator for the pipeline service: throughput and latency percentiles.
+"""Bounded HTTP load generator for the pipeline service: throughput and latency percentiles.
 
-    python deploy/serving_python/benchmark.py --url http://127.0.0.1:18080/imagenet/prediction \
+    python -m mobilenetv3_tipc.serving.loadgen --url http://127.0.0.1:18080/imagenet/prediction \
         --image images/demo.jpg --concurrency 1,2,4,8 --requests 200 --duration 30
 
 For each concurrency level, that many client threads (one keep-alive connection
@@ -11,10 +11,9 @@ latency, errors (HTTP errors or ``err_no != 0``) and, read from the server's
 ``/metrics``, how many images each model call took on average (dynamic batching).
 Targets loopback only unless ``--allow-remote``; counts and durations are capped.
 
-From Python (e.g. ``benchmark/``): :func:`run_benchmark` measures a running server and
-:func:`benchmark_model` starts one (``server_control.running_server``), measures it and
-stops it. Both return ``{"url", "image", "images_per_request", "levels": [row, ...]}``,
-one row per concurrency level as :meth:`LevelResult.as_dict` describes.
+From Python (``benchmark/serving.py``): :func:`run_benchmark` measures a running server and
+returns ``{"url", "image", "images_per_request", "levels": [row, ...]}``, one row per
+concurrency level as :meth:`LevelResult.as_dict` describes.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -157,7 +156,7 @@ def run_level(url: str, body: bytes, concurrency: int, requests: int, duration: 
         warm.post()
     warm.close()
     lock = threading.Lock()
-    budget = [requests]
+    tickets = iter(range(requests))  # one per request to send, shared by the client threads
     before = scrape_batches(metrics_url)
     start = time.perf_counter()
     stop_at = start + duration
@@ -167,9 +166,8 @@ def run_level(url: str, body: bytes, concurrency: int, requests: int, duration: 
         try:
             while time.perf_counter() < stop_at:
                 with lock:
-                    if budget[0] <= 0:
+                    if next(tickets, None) is None:
                         return
-                    budget[0] -= 1
                 t0 = time.perf_counter()
                 ok, error = client.post()
                 elapsed = time.perf_counter() - t0
@@ -203,7 +201,8 @@ def request_body(image: Path, images_per_request: int = 1) -> bytes:
 
 def run_benchmark(url: str, image: str | Path = DEFAULT_IMAGE, levels: Sequence[int] = DEFAULT_LEVELS, *,
                   requests: int = 200, duration_s: float = 10.0, warmup: int = 10, timeout_s: float = 30.0,
-                  images_per_request: int = 1, allow_remote: bool = False) -> dict[str, object]:
+                  images_per_request: int = 1, allow_remote: bool = False,
+                  on_level: Callable[[dict[str, object]], None] | None = None) -> dict[str, object]:
     """Load-test the prediction ``url`` of a running server at each concurrency level in turn.
 
     Each level sends ``warmup`` uncounted requests, then ``concurrency`` client threads (one
@@ -228,70 +227,44 @@ def run_benchmark(url: str, image: str | Path = DEFAULT_IMAGE, levels: Sequence[
         res = run_level(url, body, level, requests, duration_s, warmup, timeout_s, metrics_url)
         res.images_per_request = max(1, images_per_request)
         rows.append(res.as_dict())
+        if on_level is not None:
+            on_level(rows[-1])
     return {"url": url, "image": str(image), "images_per_request": max(1, images_per_request), "levels": rows}
 
 
-def benchmark_model(model_config: str | Path, *, backend: str = "paddle", opts: Sequence[str] = (),
-                    image: str | Path = DEFAULT_IMAGE, levels: Sequence[int] = DEFAULT_LEVELS,
-                    requests: int = 200, duration_s: float = 10.0, warmup: int = 10,
-                    log_path: str | Path | None = None) -> dict[str, object]:
-    """Start a server for ``model_config`` (``backend`` paddle or onnxruntime, the shipped
-    ``config.yml`` plus ``opts`` overrides) on a free loopback port, :func:`run_benchmark` it,
-    stop it. The result also holds ``"server"``: the model, backend and overrides used.
-    Raises ``server_control.ServerStartError`` if the server does not start (``exit_code``
-    77: device not available)."""
-    from deploy.serving_python.server_control import running_server
+HEADER = (f"{'conc':>4} {'reqs':>6} {'errs':>5} {'req/s':>8} {'img/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
+          f"{'p99 ms':>8} {'max ms':>8} {'img/call':>8}")
 
-    with running_server(model_config, backend=backend, opts=opts, log_path=log_path) as base_url:
-        result = run_benchmark(f"{base_url}/imagenet/prediction", image, levels, requests=requests,
-                               duration_s=duration_s, warmup=warmup)
-    result["server"] = {"model_config": str(model_config), "backend": backend, "opts": list(opts)}
-    return result
+
+def format_row(row: dict[str, object]) -> str:
+    batch = row["mean_images_per_model_call"]
+    line = (f"{row['concurrency']:>4} {row['requests']:>6} {row['errors']:>5} {row['requests_per_s']:>8.1f} "
+            f"{row['images_per_s']:>8.1f} {row['p50_ms']:>8.1f} {row['p90_ms']:>8.1f} {row['p99_ms']:>8.1f} "
+            f"{row['max_ms']:>8.1f} {'-' if batch is None else f'{batch:.2f}':>8}")
+    return line + (f"\n     first error: {row['first_error']}" if row["errors"] else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    parts = urlsplit(args.url)
-    if parts.hostname not in LOOPBACK and not args.allow_remote:
-        print(f"refusing to load-test {parts.hostname}: loopback only unless --allow-remote", file=sys.stderr)
-        return 2
     try:
         levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     except ValueError:
         print(f"--concurrency: expected comma-separated ints, got {args.concurrency!r}", file=sys.stderr)
         return 2
-    if not levels or any(not 1 <= c <= MAX_CONCURRENCY for c in levels):
-        print(f"--concurrency levels must be in 1..{MAX_CONCURRENCY}", file=sys.stderr)
+    print(f"{args.url}: {args.image} x{max(1, args.images_per_request)} per request; at most {args.requests} "
+          f"requests or {args.duration:.0f} s per level")
+    print(HEADER)
+    try:
+        result = run_benchmark(args.url, args.image, levels, requests=args.requests, duration_s=args.duration,
+                               warmup=args.warmup, timeout_s=args.timeout,
+                               images_per_request=args.images_per_request, allow_remote=args.allow_remote,
+                               on_level=lambda row: print(format_row(row), flush=True))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    requests = max(1, min(args.requests, MAX_REQUESTS))
-    duration = max(0.1, min(args.duration, MAX_DURATION_S))
-    image = Path(args.image)
-    if not image.is_file():
-        print(f"{image}: no such image", file=sys.stderr)
-        return 2
-    count = max(1, args.images_per_request)
-    body = request_body(image, count)
-    metrics_url = f"{parts.scheme}://{parts.netloc}/metrics"
-    print(f"{args.url}: {image} ({image.stat().st_size} bytes) x{count} per request; at most {requests} "
-          f"requests or {duration:.0f} s per level")
-    header = (f"{'conc':>4} {'reqs':>6} {'errs':>5} {'req/s':>8} {'img/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
-              f"{'p99 ms':>8} {'max ms':>8} {'img/call':>8}")
-    print(header)
-    results = []
-    for level in levels:
-        res = run_level(args.url, body, level, requests, duration, args.warmup, args.timeout, metrics_url)
-        res.images_per_request = count
-        row = res.as_dict()
-        results.append(row)
-        batch = "-" if row["mean_images_per_model_call"] is None else f"{row['mean_images_per_model_call']:.2f}"
-        print(f"{level:>4} {row['requests']:>6} {row['errors']:>5} {row['requests_per_s']:>8.1f} "
-              f"{row['images_per_s']:>8.1f} {row['p50_ms']:>8.1f} {row['p90_ms']:>8.1f} {row['p99_ms']:>8.1f} "
-              f"{row['max_ms']:>8.1f} {batch:>8}", flush=True)
-        if res.errors:
-            print(f"     first error: {res.first_error}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"url": args.url, "image": str(image), "levels": results}, indent=2))
-    return 1 if any(r["errors"] for r in results) else 0
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 1 if any(row["errors"] for row in result["levels"]) else 0
 
 
 if __name__ == "__main__":

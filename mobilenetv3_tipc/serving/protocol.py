@@ -21,7 +21,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Upstream CustomExceptionCode values used here.
@@ -33,24 +33,14 @@ INPUT_PARAMS_ERROR = 5000  # bad input: fields, base64, image bytes, sizes
 TIMEOUT = 6000  # the request ran past op.<name>.timeout
 TYPE_ERROR = 7000  # a field has the wrong JSON type
 UNKNOWN = 10000  # anything unexpected (logged with a traceback)
-
-ERROR_NAMES = {
-    OK: "OK",
-    CLOSED_ERROR: "CLOSED_ERROR",
-    NO_SERVICE: "NO_SERVICE",
-    INIT_ERROR: "INIT_ERROR",
-    INPUT_PARAMS_ERROR: "INPUT_PARAMS_ERROR",
-    TIMEOUT: "TIMEOUT",
-    TYPE_ERROR: "TYPE_ERROR",
-    UNKNOWN: "UNKNOW",  # upstream spelling
-}
-
 REQUEST_FIELDS = ("key", "value", "tensors", "logid", "clientip", "name", "method")
 PROFILE_KEY = "pipeline.profile"
 IMAGE_KEY = "image"
 # "image", "image_0", "image1", "image-2": upstream clients name batch items this way.
 _IMAGE_KEY_RE = re.compile(r"^image(?:[_\-.]?[A-Za-z0-9]+)?$")
 _STRING_ELEM_TYPE = 12
+# " at 0x7f3a..." in the repr of a Python object (e.g. a BytesIO in a Pillow message): never sent.
+_HEAP_ADDRESS_RE = re.compile(r" at 0x[0-9a-fA-F]+")
 _DATA_URI_RE = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
 
@@ -72,18 +62,13 @@ class PipelineRequest:
     clientip: str = ""
     name: str = ""
     profile: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def response(err_no: int = OK, err_msg: str = "", keys: list[str] | None = None,
              values: list[str] | None = None) -> dict[str, Any]:
     """The full response envelope; every field is always present, as upstream's EmitDefaults."""
-    return {"err_no": int(err_no), "err_msg": err_msg, "key": list(keys or []), "value": list(values or []),
-            "tensors": []}
-
-
-def error_response(exc: ProtocolError) -> dict[str, Any]:
-    return response(exc.err_no, exc.message)
+    return {"err_no": int(err_no), "err_msg": _HEAP_ADDRESS_RE.sub("", err_msg), "key": list(keys or []),
+            "value": list(values or []), "tensors": []}
 
 
 def format_list(items: list[Any]) -> str:

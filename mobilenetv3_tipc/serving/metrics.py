@@ -35,6 +35,13 @@ class ServingMetrics:
                                registry=self.registry)
         self.queue_depth = Gauge("serving_queue_images", "Images waiting for a model call", labels,
                                  registry=self.registry)
+        self.client_disconnects = Counter("serving_client_disconnects",
+                                          "Prediction requests whose client closed the connection before the answer",
+                                          labels, registry=self.registry)
+        self.connections_closed = Counter("serving_connections_closed",
+                                          "Connections the server closed, by reason (header_timeout, "
+                                          "body_timeout, evicted_idle, refused)", [*labels, "reason"],
+                                          registry=self.registry)
         self.ready = Gauge("serving_ready", "1 when the model is loaded and warmed up", labels,
                            registry=self.registry)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deploy.serving_python.backends import Backend, BackendFactory
+from mobilenetv3_tipc.serving.backends import Backend, BackendFactory
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,28 @@ class _Job:
     @property
     def size(self) -> int:
         return int(self.batch.shape[0])
+
+
+class Arrival:
+    """One request on its way to the batcher (see :meth:`DynamicBatcher.incoming`)."""
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher = batcher
+        self._open = True
+
+    def submit(self, batch: np.ndarray, deadline: float | None = None) -> BatchFuture:
+        return self._batcher._enqueue(batch, deadline, self)
+
+    def leave_locked(self) -> None:
+        """End the mark (the batcher's lock is held); idempotent."""
+        if self._open:
+            self._open = False
+            self._batcher._incoming -= 1
+            self._batcher._cond.notify_all()
+
+    def leave(self) -> None:
+        with self._batcher._cond:
+            self.leave_locked()
 
 
 class DynamicBatcher:
@@ -147,46 +169,31 @@ class DynamicBatcher:
 
     # -- requests ------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def incoming(self) -> Iterator[Callable[[np.ndarray, float | None], BatchFuture]]:
-        """Mark a request as on its way (being parsed/preprocessed); yields its ``submit``.
+    def incoming(self) -> Iterator[Arrival]:
+        """Mark a request as on its way (being received/parsed/preprocessed); yields its :class:`Arrival`.
 
         While any request is inside such a block, a partial batch waits for it (at most
-        the batch timeout); with none, a batch runs at once. The yielded function queues
-        the request like :meth:`submit` and ends the mark in the same step; leaving the
-        block without calling it (a bad request) ends the mark too.
+        the batch timeout); with none, a batch runs at once. ``arrival.submit`` queues the
+        request like :meth:`submit` and ends the mark in the same step; leaving the block
+        without submitting (a bad request) ends the mark too.
         """
-        open_ = [True]
-
-        def submit(batch: np.ndarray, deadline: float | None = None) -> BatchFuture:
-            return self._enqueue(batch, deadline, open_)
-
+        arrival = Arrival(self)
         with self._cond:
             self._incoming += 1
         try:
-            yield submit
+            yield arrival
         finally:
-            with self._cond:
-                if open_[0]:
-                    open_[0] = False
-                    self._incoming -= 1
-                    self._cond.notify_all()
-
-    @property
-    def incoming_count(self) -> int:
-        """Requests currently marked as on their way (inside :meth:`incoming`)."""
-        with self._cond:
-            return self._incoming
+            arrival.leave()
 
     def submit(self, batch: np.ndarray, deadline: float | None = None) -> BatchFuture:
         """Queue an ``(n, C, H, W)`` array; the future resolves to its ``(n, classes)`` output rows."""
         return self._enqueue(batch, deadline, None)
 
-    def _enqueue(self, batch: np.ndarray, deadline: float | None, incoming: list[bool] | None) -> BatchFuture:
+    def _enqueue(self, batch: np.ndarray, deadline: float | None, arrival: Arrival | None) -> BatchFuture:
         job = _Job(batch=batch, future=BatchFuture(), deadline=deadline)
         with self._cond:
-            if incoming is not None and incoming[0]:
-                incoming[0] = False
-                self._incoming -= 1
+            if arrival is not None:
+                arrival.leave_locked()
             if self._stopping:
                 self._cond.notify_all()
                 raise BatcherStopped("the service is shutting down")

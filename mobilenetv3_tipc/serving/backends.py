@@ -1,8 +1,8 @@
 """Inference backends for the service: Paddle Inference (default) and ONNX Runtime.
 
 Both are thin adapters over the project's predictors
-(:class:`deploy.inference_python.predictor.PaddlePredictor` and
-:class:`deploy.onnx_python.predictor.OnnxPredictor`), so the service runs exactly
+(:class:`mobilenetv3_tipc.inference.paddle_predictor.PaddlePredictor` and
+:class:`mobilenetv3_tipc.inference.onnx_predictor.OnnxPredictor`), so the service runs exactly
 what ``infer.py`` and the ONNX chain run. ``model_config`` points at:
 
 * ``backend: paddle``: the exported inference directory (``inference.json`` +
@@ -21,7 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
-from deploy.serving_python.serving_config import ConfigError, ModelConf
+from mobilenetv3_tipc.cli import UnsupportedConfig
+from mobilenetv3_tipc.serving.config import ConfigError, LocalServiceConf
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ class Backend(Protocol):
 BackendFactory = Callable[[int], Backend]
 
 
-def resolve_model_path(model: ModelConf) -> Path:
+def resolve_model_path(model: LocalServiceConf) -> Path:
     """Check ``model_config`` exists in the form the backend needs; returns the file/dir to load."""
-    path = model.model_config
+    path = model.model_dir
     key = "op.imagenet.local_service_conf.model_config"
     if model.backend == "paddle":
-        from deploy.inference_python.predictor import find_model_files
+        from mobilenetv3_tipc.export.layout import find_model_files
 
         if path.is_file() and path.suffix == ".onnx":
             raise ConfigError(f"{key} {str(path)!r} is an ONNX file; set backend: onnxruntime to serve it")
@@ -59,13 +60,13 @@ def resolve_model_path(model: ModelConf) -> Path:
     return path
 
 
-def label_dir(model: ModelConf) -> Path:
+def label_dir(model: LocalServiceConf) -> Path:
     """Where ``label_list.txt`` is looked for: the model directory (the .onnx file's directory)."""
-    path = model.model_config
+    path = model.model_dir
     return path if path.is_dir() else path.parent
 
 
-def make_backend_factory(model: ModelConf) -> BackendFactory:
+def make_backend_factory(model: LocalServiceConf) -> BackendFactory:
     """``factory(worker_index)`` builds one predictor; workers are bound to GPUs round-robin as upstream."""
     path = resolve_model_path(model)
     device = model.device
@@ -74,11 +75,9 @@ def make_backend_factory(model: ModelConf) -> BackendFactory:
         return device.gpu_ids[worker % len(device.gpu_ids)] if device.gpu_ids else 0
 
     if model.backend == "onnxruntime":
-        from deploy.onnx_python.predictor import OnnxPredictor
+        from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
 
         if device.kind == "tensorrt":
-            from deploy.options import UnsupportedConfig
-
             def unsupported(worker: int) -> Backend:
                 raise UnsupportedConfig("device_type 2 (TensorRT) is served by the paddle backend only")
             return unsupported
@@ -88,13 +87,11 @@ def make_backend_factory(model: ModelConf) -> BackendFactory:
             return OnnxPredictor(path, threads=model.thread_num, use_gpu=device.kind != "cpu")
         return onnx_factory
 
-    from deploy.inference_python.predictor import InferenceOptions, PaddlePredictor
+    from mobilenetv3_tipc.inference.paddle_predictor import InferenceOptions, PaddlePredictor
 
     precision = model.precision
     if precision == "bf16":
         if device.kind != "cpu":
-            from deploy.options import UnsupportedConfig
-
             def no_bf16(worker: int) -> Backend:
                 raise UnsupportedConfig("precision bf16 is a CPU (oneDNN) mode; use fp16 on GPU/TensorRT")
             return no_bf16
