@@ -1,4 +1,4 @@
-"""Dynamic batching (deploy/serving_python/batcher.py) and the app's timeouts and failure handling.
+"""Dynamic batching (mobilenetv3_tipc/serving/batcher.py) and the app's timeouts and failure handling.
 
 Most tests use a fake backend whose class is the dominant colour channel of the image
 (red 0, green 1, blue 2), so the rows of a merged batch can be traced back to their
@@ -8,11 +8,9 @@ requests; one test batches the tiny exported Paddle model.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,39 +19,21 @@ import pytest
 from mobilenetv3_tipc.cli import UnsupportedConfig
 from mobilenetv3_tipc.serving.app import ServingRuntime, build_runtime, create_app
 from mobilenetv3_tipc.serving.batcher import BatcherStopped, DynamicBatcher
-from mobilenetv3_tipc.serving.config import validate
 from mobilenetv3_tipc.serving.protocol import TIMEOUT, UNKNOWN
-from tests.fixtures.serving import b64, b64_file, lite_images, make_jpeg, request_body, serve_in_thread, tiny_models
-
-COLOURS = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
-SHAPE = (3, 8, 8)
-
-
-class FakeBackend:
-    """Class = dominant colour channel; records every batch size; optional delay and failure."""
-
-    def __init__(self, delay: float = 0.0, fail_on_blue: bool = False,
-                 first_delay: float | None = None) -> None:
-        self.delay = delay
-        self.first_delay = first_delay
-        self.fail_on_blue = fail_on_blue
-        self.sizes: list[int] = []
-        self.warm = False  # set after start(): warm-up calls are not recorded
-        self.lock = threading.Lock()
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if not self.warm:
-            return np.full((batch.shape[0], 4), 0.25, np.float32)
-        means = batch.mean(axis=(2, 3))
-        with self.lock:
-            first = not self.sizes
-            self.sizes.append(int(batch.shape[0]))
-        if self.fail_on_blue and (means.argmax(axis=1) == 2).any():
-            raise RuntimeError("simulated model failure")
-        time.sleep(self.first_delay if first and self.first_delay is not None else self.delay)
-        probs = np.full((batch.shape[0], 4), 0.02, np.float32)
-        probs[np.arange(batch.shape[0]), means.argmax(axis=1)] = 0.94
-        return probs
+from tests.fixtures.serving import (
+    COLOURS,
+    SHAPE,
+    FakeBackend,
+    FakeServers,
+    app_config,
+    b64,
+    b64_file,
+    lite_images,
+    make_jpeg,
+    request_body,
+    serve_in_thread,
+    tiny_models,
+)
 
 
 def coloured(index: int, rows: int = 1) -> np.ndarray:
@@ -247,28 +227,10 @@ def test_several_workers_share_the_queue() -> None:
 # -- through the HTTP app ----------------------------------------------------------------------------------
 
 
-def app_config(model_dir: Path, **op: object) -> object:
-    op_conf = {"concurrency": 1, "batch_size": 8, "auto_batching_timeout": 30, "timeout": 30000, **op,
-               "local_service_conf": {"model_config": str(model_dir), "devices": "", "thread_num": 1}}
-    return validate({"worker_num": 4, "op": {"imagenet": op_conf}})
-
-
 @pytest.fixture
 def fake_server() -> Iterator[Callable[..., tuple[str, FakeBackend, ServingRuntime]]]:
-    started: list[tuple[object, ServingRuntime]] = []
-
-    def start(backend: FakeBackend, **op: object) -> tuple[str, FakeBackend, ServingRuntime]:
-        runtime = build_runtime(app_config(Path("/nonexistent-model"), **op), backend_factory=lambda w: backend)
-        backend.warm = True
-        ctx = serve_in_thread(create_app(runtime))
-        url = ctx.__enter__()
-        started.append((ctx, runtime))
-        return url, backend, runtime
-
-    yield start
-    for ctx, runtime in started:
-        ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
-        runtime.stop()
+    with FakeServers() as servers:
+        yield servers.start
 
 
 def post_all(url: str, bodies: list[dict[str, object]]) -> list[dict[str, object]]:

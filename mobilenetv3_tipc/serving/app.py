@@ -310,13 +310,30 @@ class PredictionHandler:
         runtime.active_requests += 1
         try:
             async with asyncio.timeout(timeout_s):  # None: no limit
-                return await self._predict(request, name, record, start, timeout_s)
+                return await self._until_cutoff(self._predict(request, name, record, start, timeout_s))
         except TimeoutError:
             raise ProtocolError(TIMEOUT, f"the request took longer than op.{SERVICE_NAME}.timeout = "
                                          f"{self.config.service.timeout} ms (queue + preprocessing + "
                                          "inference)") from None
         finally:
             runtime.active_requests -= 1
+
+    async def _until_cutoff(self, work: Any) -> dict[str, Any]:
+        """Await ``work``; cancel it (and answer err_no 3001) when the shutdown grace period is about to end."""
+        task = asyncio.ensure_future(work)
+        cutoff = asyncio.ensure_future(self.runtime.cutoff.wait())
+        try:
+            done, _ = await asyncio.wait({task, cutoff}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cutoff.cancel()
+            if not task.done():
+                task.cancel()  # its cleanup cancels the job wherever it is
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if task in done:
+            return task.result()
+        grace = self.config.graceful_shutdown_timeout_s
+        raise ProtocolError(CLOSED_ERROR, f"the service stopped before this request finished "
+                                          f"(graceful_shutdown_timeout_s = {grace:g})")
 
     async def _predict(self, request: Request, name: str, record: AccessRecord, start: float,
                        timeout_s: float | None) -> dict[str, Any]:
@@ -341,15 +358,13 @@ class PredictionHandler:
         return response(OK, "", keys, values)
 
     async def _wait(self, request: Request, job: Job) -> Outcome:
-        """The job's outcome; the job is cancelled if the client leaves, the shutdown cuts it off or we are."""
+        """The job's outcome; the job is cancelled if the client leaves or we are (timeout, shutdown cut-off)."""
         answer = asyncio.wrap_future(job.result)
         gone = asyncio.ensure_future(_client_disconnected(request))
-        cutoff = asyncio.ensure_future(self.runtime.cutoff.wait())
         try:
-            done, _ = await asyncio.wait({answer, gone, cutoff}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
-            cutoff.cancel()
             if not answer.done():
                 answer.cancel()
                 job.cancel()
@@ -364,11 +379,7 @@ class PredictionHandler:
             except ModelError as exc:
                 cause = exc.__cause__
                 raise ProtocolError(UNKNOWN, f"inference failed: {type(cause).__name__}: {cause}") from cause
-        if gone in done:
-            raise ClientGone
-        grace = self.config.graceful_shutdown_timeout_s
-        raise ProtocolError(CLOSED_ERROR, f"the service stopped before this request finished "
-                                          f"(graceful_shutdown_timeout_s = {grace:g})")
+        raise ClientGone
 
     def _prepare(self, job: Job) -> None:
         """Parse, decode, preprocess and queue a request (runs in the pool); ``job.result`` gets the outcome."""

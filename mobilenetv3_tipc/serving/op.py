@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from PIL import Image
 
 from mobilenetv3_tipc.data.postprocess import topk
 from mobilenetv3_tipc.data.preprocess import (
@@ -62,11 +63,17 @@ class ImagenetOp:
                 img = decode_image(data, max_pixels=limit)
             except ImageDecodeError as exc:
                 raise ProtocolError(INPUT_PARAMS_ERROR, self._decode_message(where, exc, limit)) from exc
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input (Pillow plugins raise anything)
+                raise ProtocolError(INPUT_PARAMS_ERROR, f"{where}: <{len(data)} bytes>: not a decodable image "
+                                                        f"({type(exc).__name__})") from exc
             budget -= img.width * img.height
             preprocess(img, self.resize_size, self.crop_size, out=batch[index])
         return batch
 
     def _decode_message(self, where: str, exc: ImageDecodeError, limit: int) -> str:
+        if isinstance(exc.__cause__, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            # Pillow's own check (its limit, not ours) fired before decode_image's
+            return f"{where}: the image declares more pixels than the limit of {MAX_PIXELS:,} (decompression bomb)"
         if limit < MAX_PIXELS and "more than the limit" in str(exc):
             return (f"{where}: {exc}: the request's images together may have at most "
                     f"op.imagenet.max_request_pixels = {self.max_request_pixels:,} decoded pixels")
