@@ -30,7 +30,8 @@ import numpy as np
 from benchmark import paths, report, timing, training
 from benchmark.chain import measure_chain
 from benchmark.serving import measure_serving
-from vision.batching import BatchPreprocessor
+from mobilenetv3_tipc.cli import setup_logging
+from mobilenetv3_tipc.data.batching import BatchPreprocessor
 
 logger = logging.getLogger("benchmark")
 
@@ -167,7 +168,7 @@ def measure_training(plan: Plan, results: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
+    setup_logging()
     plan = QUICK if args.quick else FULL
     skip = {s for s in args.skip.split(",") if s}
     if skip - set(SECTIONS):

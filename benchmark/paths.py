@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.batching import BatchPreprocessor
-from vision.postprocess import topk
-from vision.preprocess import decode_image, normalize_chw, preprocess, resize_center_crop
+from mobilenetv3_tipc.data.batching import BatchPreprocessor
+from mobilenetv3_tipc.data.postprocess import topk
+from mobilenetv3_tipc.data.preprocess import decode_image, normalize_chw, preprocess, resize_center_crop
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def prepare_model(name: str, work: Path) -> ModelFiles:
     """Random weights, their Paddle inference export and its ONNX conversion, under ``work``."""
     import paddle
 
-    from model import build_model
+    from mobilenetv3_tipc.model import build_model
 
     files = ModelFiles(name, work / "weights.pdparams", work / "infer", work / "model.onnx")
     work.mkdir(parents=True, exist_ok=True)
@@ -96,8 +96,8 @@ def _dygraph(files: ModelFiles, threads: int) -> Runner:
     import paddle
     from paddle.base import core
 
-    from model import build_model
-    from model.weights import load_weights
+    from mobilenetv3_tipc.model import build_model
+    from mobilenetv3_tipc.model.weights import load_weights
 
     core.set_num_threads(threads)
     net = build_model(files.name, num_classes=1000)
@@ -112,8 +112,8 @@ def _dygraph(files: ModelFiles, threads: int) -> Runner:
 
 
 def _paddle(files: ModelFiles, variant: str, threads: int) -> tuple[Runner, str]:
-    from deploy.inference_python.predictor import create_cpu_predictor
-    from deploy.options import UnsupportedConfig
+    from mobilenetv3_tipc.cli import UnsupportedConfig
+    from mobilenetv3_tipc.inference.paddle_predictor import create_cpu_predictor
 
     try:
         predictor = create_cpu_predictor(files.infer_dir, variant, cpu_threads=threads)
@@ -143,7 +143,7 @@ def build_path(path: str, files: ModelFiles, threads: int) -> tuple[Runner, str]
     if path.startswith("paddle-"):
         return _paddle(files, path.removeprefix("paddle-"), threads)
     if path == "onnxruntime":
-        from deploy.onnx_python.predictor import OnnxPredictor
+        from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
 
         return OnnxPredictor(files.onnx_file, threads=threads).run, "deploy/onnx_python OnnxPredictor"
     if path == "onnxruntime-raw":

@@ -34,7 +34,7 @@ def _paddle_step(model_name: str, batch: int, to_static: bool) -> Callable[[], f
     import numpy as np
     import paddle
 
-    from model import build_model
+    from mobilenetv3_tipc.model import build_model
 
     paddle.seed(0)
     net = build_model(model_name, num_classes=1000)

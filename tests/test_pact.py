@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LITE_MODE, LITE_RUN_DIR, REPO_ROOT, copy_repo, run_script
-from tests.helpers import run_python
+from tests.fixtures.processes import run_python
+from tests.fixtures.workspace import LITE_MODE, LITE_RUN_DIR, REPO_ROOT, copy_repo, run_script
 
 MODEL = "mobilenet_v3_small"
 CONFIG = f"test_tipc/configs/{MODEL}/train_pact_infer_python.txt"
@@ -130,7 +130,7 @@ def test_pact_quant_and_amp_are_refused() -> None:
 
 
 def test_qat_refuses_pir_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    from deploy.ptq_python import qat
+    from mobilenetv3_tipc.training import quant_aware as qat
 
     monkeypatch.delenv("FLAGS_enable_pir_api", raising=False)
     with pytest.raises(RuntimeError, match="FLAGS_enable_pir_api=0"):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vision.postprocess import softmax, topk
-from vision.preprocess import (
+from mobilenetv3_tipc.data.postprocess import softmax, topk
+from mobilenetv3_tipc.data.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageDecodeError,

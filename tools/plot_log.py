@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from mobilenetv3_tipc.cli import setup_logging
+
 logger = logging.getLogger("plot_log")
 
 
@@ -60,7 +62,7 @@ def plot(records: list[dict[str, float]], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = get_args_parser().parse_args(argv)
     log = Path(args.log)
     out = Path(args.out) if args.out else log.with_name("training_curves.png")

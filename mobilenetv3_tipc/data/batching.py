@@ -19,7 +19,7 @@ from types import TracebackType
 
 import numpy as np
 
-from vision.preprocess import CROP_SIZE, MAX_PIXELS, RESIZE_SIZE, ImageSource, preprocess
+from mobilenetv3_tipc.data.preprocess import CROP_SIZE, MAX_PIXELS, RESIZE_SIZE, ImageSource, preprocess
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 from paddle.vision import transforms as T
 from PIL import Image
 
-from vision.preprocess import normalize_chw, resize_center_crop
+from mobilenetv3_tipc.data.preprocess import normalize_chw, resize_center_crop
 
 
 class TrainTransform:

@@ -16,7 +16,7 @@ A backend agrees when, on every image,
 
 Reuse from another chain::
 
-    from deploy.agreement import DygraphReference, compare_backends, format_table, verdict
+    from mobilenetv3_tipc.inference.agreement import DygraphReference, compare_backends, format_table, verdict
     reference = DygraphReference("mobilenet_v3_small", "weights.pdparams")
     ref, results = compare_backends(reference, {"paddle_serving": client}, batches, names, tolerance=1e-4)
     print(format_table(results, tolerance=1e-4))
@@ -206,15 +206,12 @@ class DygraphReference:
                  scale: float = 1.0) -> None:
         import paddle
 
-        from model import build_model
-        from model.weights import load_weights, num_classes_of, read_state_dict
+        from mobilenetv3_tipc.model.checkpoint import model_from_checkpoint
 
         paddle.set_device("cpu")
         self.weights = Path(weights)
-        self.num_classes = num_classes or num_classes_of(read_state_dict(self.weights)) or 1000
-        self.model = build_model(model_name, num_classes=self.num_classes, scale=scale)
-        load_weights(self.model, self.weights)
-        self.model.eval()
+        self.model = model_from_checkpoint(model_name, self.weights, num_classes=num_classes, scale=scale)
+        self.num_classes = self.model.num_classes
         self._paddle = paddle
 
     def run(self, batch: np.ndarray) -> np.ndarray:

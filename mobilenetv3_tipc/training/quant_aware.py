@@ -6,8 +6,8 @@ API: ``paddle.quantization.ImperativeQuantAware`` (Paddle's own dygraph QAT; pad
 ``act_preprocess_layer`` for ``--pact_quant``. Verified on Paddle 3.3.1 CPU:
 ``save_quantized_model`` writes a legacy ``inference.pdmodel`` that Paddle Inference runs with
 oneDNN int8. It needs the **legacy (non-PIR) program mode**: the process must be started with
-``FLAGS_enable_pir_api=0`` (read when paddle is imported; re-run the script in a child process
-as ``tools/export_model.py --legacy-format`` does).
+``FLAGS_enable_pir_api=0`` (read when paddle is imported; the entry points re-run themselves with
+:func:`mobilenetv3_tipc.cli.reexec_without_pir`).
 
 Usage (training)::
 
@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from deploy.inference_python.predictor import QUANT_MARKER
+from mobilenetv3_tipc.cli import PIR_FLAG, pir_disabled
+from mobilenetv3_tipc.export import layout
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ PACT_INIT_ALPHA = 20.0
 
 def require_legacy_mode() -> None:
     """Raise when Paddle runs with PIR (QAT export writes legacy programs only)."""
-    if os.environ.get("FLAGS_enable_pir_api") != "0":  # noqa: SIM112 (Paddle flag name)
-        raise RuntimeError("quant-aware training/export needs FLAGS_enable_pir_api=0 set before paddle is imported")
+    if not pir_disabled():
+        raise RuntimeError(f"quant-aware training/export needs {PIR_FLAG}=0 set before paddle is imported")
 
 
 def pact_layer() -> type:
@@ -103,6 +103,6 @@ def save_int8_inference(quanter: Any, net: Any, out_dir: str | Path, img_size: i
         "paddle_version": paddle.__version__,
         **(summary or {}),
     }
-    (out / QUANT_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    (out / layout.QUANT_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     logger.info("int8 (QAT) inference model saved to %s", out)
     return out

@@ -1,6 +1,6 @@
 """Batched classification of image files, shared by the Paddle Inference and ONNX Runtime CLIs.
 
-Preprocessing runs on a few threads (:class:`vision.batching.BatchPreprocessor`) and
+Preprocessing runs on a few threads (:class:`mobilenetv3_tipc.data.batching.BatchPreprocessor`) and
 overlaps inference: batch ``i + 1`` is decoded while batch ``i`` runs, so the
 ``preprocess`` stage times only what the loop waits for its next batch.
 """
@@ -8,17 +8,17 @@ overlaps inference: batch ``i + 1`` is decoded while batch ``i`` runs, so the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from deploy.benchmark_report import StageTimer
-from vision.batching import BatchPreprocessor
-from vision.labels import labels_for
-from vision.postprocess import Prediction, topk
-from vision.preprocess import CROP_SIZE, RESIZE_SIZE, ImageDecodeError, ImageSource
+from mobilenetv3_tipc.data.batching import BatchPreprocessor
+from mobilenetv3_tipc.data.labels import labels_for
+from mobilenetv3_tipc.data.postprocess import Prediction, topk
+from mobilenetv3_tipc.data.preprocess import ImageDecodeError
+from mobilenetv3_tipc.inference.timing_report import StageTimer
 
 logger = logging.getLogger(__name__)
 
@@ -73,23 +73,3 @@ def classify_images(
             if index >= timer.warmup:
                 results.extend(ImageResult(p, pred) for p, pred in zip(batch_paths, preds, strict=True))
     return results, failed
-
-
-def classify_stream(
-    batches: Iterable[Sequence[ImageSource]],
-    run_batch: Callable[[np.ndarray], np.ndarray],
-    *,
-    k: int = 5,
-    preprocessor: BatchPreprocessor | None = None,
-) -> list[list[Prediction]]:
-    """End to end, JPEG bytes (or paths) -> top-``k``, one list of predictions per batch.
-
-    The end-to-end figure of issue 7: each batch's decoding and preprocessing overlaps the
-    previous batch's inference. Pass a ``preprocessor`` to reuse its threads across calls
-    (and to choose ``workers`` or sizes); otherwise one is made for this call. A batch
-    with an undecodable image raises :class:`~vision.preprocess.ImageDecodeError`.
-    """
-    if preprocessor is not None:
-        return [topk(run_batch(pending.result()), k) for _, pending in preprocessor.iter_batches(batches)]
-    with BatchPreprocessor(resize_size=RESIZE_SIZE, crop_size=CROP_SIZE) as own:
-        return classify_stream(batches, run_batch, k=k, preprocessor=own)

@@ -17,7 +17,7 @@ import numpy as np
 from paddle.io import Dataset
 from PIL import Image
 
-from vision.preprocess import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
+from mobilenetv3_tipc.data.preprocess import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +29,29 @@ class DataError(ValueError):
 
 
 def _scan_folder(split_dir: Path) -> tuple[list[Sample], list[str]]:
+    """Samples labelled by the index of their folder in the sorted list of ALL class folders.
+
+    As ``paddle.vision.datasets.DatasetFolder`` does, an empty class folder keeps its id (an
+    ImageNet subset with a few populated classes still uses the 1000-class ids); the number of
+    empty folders is logged once. Only a split without any image is an error.
+    """
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if not classes:
         raise DataError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<image>)")
     samples: list[Sample] = []
+    empty = 0
     for label, name in enumerate(classes):
         files = sorted(
             p for p in (split_dir / name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
         )
-        if not files:
-            raise DataError(f"{split_dir / name}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        empty += not files
         samples.extend((path, label) for path in files)
+    if not samples:
+        raise DataError(f"{split_dir}: no images in any of its {len(classes)} class folders "
+                        f"({', '.join(IMAGE_EXTENSIONS)})")
+    if empty:
+        logger.warning("%s: %d of %d class folders hold no images (their class ids are kept)",
+                       split_dir, empty, len(classes))
     return samples, classes
 
 

@@ -46,7 +46,11 @@ def is_quant_aware_state(state: dict[str, object]) -> bool:
 
 def load_weights(model: paddle.nn.Layer, path: str | Path) -> None:
     """Load ``path`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
-    state = read_state_dict(path)
+    load_state(model, read_state_dict(path), path)
+
+
+def load_state(model: paddle.nn.Layer, state: dict[str, object], path: str | Path) -> None:
+    """Load a state dict read from ``path``; any missing, unexpected or mis-shaped key is an error."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -4,7 +4,8 @@ The ONNX file comes from ``paddle2onnx`` applied to an exported model
 (``tools/export_model.py``), so its output is already softmax probabilities.
 CPU is the default; ``use_gpu=True`` uses the TensorRT and/or CUDA execution
 providers when the installed onnxruntime has them, and raises
-:class:`deploy.options.UnsupportedConfig` (exit code 77 in the CLIs) otherwise.
+:class:`mobilenetv3_tipc.cli.UnsupportedConfig` (exit code 77 in the CLIs) otherwise.
+Measured: the wrapper runs at raw ``InferenceSession`` speed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.options import UnsupportedConfig, available_cpus
+from mobilenetv3_tipc.cli import UnsupportedConfig
+from mobilenetv3_tipc.hardware import available_cpus
+from mobilenetv3_tipc.inference.base import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +55,10 @@ def select_providers(use_gpu: bool, available: list[str] | None = None) -> list[
     return [*gpu, CPU_PROVIDER]
 
 
-class OnnxPredictor:
+class OnnxPredictor(Predictor):
     """``run(batch)`` maps an ``(N, 3, H, W)`` float32 array to the model's ``(N, classes)`` output."""
+
+    engine = "onnxruntime"
 
     def __init__(self, onnx_file: str | Path, threads: int = 0, use_gpu: bool = False) -> None:
         import onnxruntime as ort
@@ -71,7 +76,7 @@ class OnnxPredictor:
         options.intra_op_num_threads = threads if threads > 0 else available_cpus()
         options.inter_op_num_threads = 1
         # onnxruntime's defaults otherwise: all graph optimisations, sequential execution,
-        # spinning intra-op threads. Measured: the wrapper runs at raw InferenceSession speed.
+        # spinning intra-op threads.
         options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
@@ -89,14 +94,15 @@ class OnnxPredictor:
         logger.info("loaded %s (input %s %s, output %s, providers %s)",
                     path, self.input_name, self.input_shape, self.output_name, ", ".join(self.providers))
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        # Adds nothing to InferenceSession.run for a C-contiguous float32 batch (the usual case).
-        if batch.dtype != np.float32 or not batch.flags.c_contiguous:
-            batch = np.ascontiguousarray(batch, dtype=np.float32)
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         try:
             return self.session.run(self._output_names, {self.input_name: batch})[0]
         except _ort_errors() as exc:
             raise OnnxModelError(f"{self.onnx_file}: inference on a {list(batch.shape)} batch failed ({exc})") from exc
+
+    def engine_settings(self) -> str:
+        device = "gpu" if self.use_gpu else "cpu"
+        return f"device={device}, providers={'+'.join(self.providers)}, threads={self.threads}"
 
     def describe(self) -> dict[str, object]:
         return {

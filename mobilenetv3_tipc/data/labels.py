@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mobilenetv3_tipc.export.layout import LABEL_LIST
+
 IMAGENET_LABELS_FILE = Path(__file__).with_name("imagenet1k_labels.txt")
-LABEL_LIST_NAME = "label_list.txt"
 
 
 def read_label_file(path: str | Path) -> list[str]:
@@ -35,7 +36,7 @@ def imagenet_labels() -> list[str]:
 def labels_for(num_classes: int, model_dir: str | Path | None = None) -> list[str] | None:
     """Names for ``num_classes`` outputs: ``model_dir/label_list.txt``, else ImageNet for 1000, else None."""
     if model_dir is not None:
-        candidate = Path(model_dir) / LABEL_LIST_NAME
+        candidate = Path(model_dir) / LABEL_LIST
         if candidate.is_file():
             names = read_label_file(candidate)
             if len(names) == num_classes:

@@ -1,16 +1,15 @@
-"""Per-stage timing and an AutoLog-style report, without the auto_log package."""
+"""Inference timing: per-stage timers and an AutoLog-style report, without the auto_log package."""
 
 from __future__ import annotations
 
 import platform
 import resource
+import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-STAGES = ("preprocess", "inference", "postprocess")
 
 
 @dataclass
@@ -85,3 +84,15 @@ def format_report(
         f" ips: {ips:.2f} images/sec",
     ]
     return "\n".join(lines)
+
+
+def median_ms(call: Callable[[], object], runs: int, warmup: int = 3) -> float:
+    """Median wall time of ``call()`` in ms over ``runs`` calls after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(1000.0 * (time.perf_counter() - start))
+    return statistics.median(times)
