@@ -6,7 +6,7 @@
 
 import sys
 
-from mobilenetv3_tipc.serving.server import main
+from mobilenetv3_tipc.serving.server import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -27,6 +27,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from mobilenetv3_tipc.cli import UnsupportedConfig
+
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "imagenet"
@@ -42,7 +44,7 @@ class ConfigError(ValueError):
     """config.yml or an --opt override is invalid; the message names the key."""
 
 
-class DeviceUnavailable(ConfigError):
+class DeviceUnavailable(ConfigError, UnsupportedConfig):
     """The config asks for a device kind this build cannot drive (exit 77, not a config typo)."""
 
 

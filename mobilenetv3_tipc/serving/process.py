@@ -40,13 +40,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_UNSUPPORTED, add_flag
-from mobilenetv3_tipc.serving.server import CLEAN_STOP_MARK
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEB_SERVICE = REPO_ROOT / "deploy" / "serving_python" / "web_service.py"
 HOST = "127.0.0.1"
+CLEAN_STOP_MARK = "server stopped"  # the server's last log line after a graceful stop
 
 
 class ServerStartError(RuntimeError):

@@ -20,7 +20,8 @@ shuts the application down. See README.md, "Scale-out with Ray Serve".
 """
 
 # No `from __future__ import annotations` here: Ray pickles the deployment class by value, and
-# FastAPI must see the real `Request` class (not the string "Request") in the route signatures.
+# FastAPI (Ray Serve's ingress needs a FastAPI app) must see the real `Request` class in the route
+# signatures, not the string "Request".
 import argparse
 import logging
 import os
@@ -31,7 +32,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from mobilenetv3_tipc.cli import EXIT_OK, EXIT_USAGE, setup_logging
+from mobilenetv3_tipc.cli import EXIT_OK, EXIT_USAGE, add_flag, setup_logging, skipped
 from mobilenetv3_tipc.serving.config import ConfigError, apply_overrides, read_yaml, validate
 from mobilenetv3_tipc.serving.server import DEFAULT_CONFIG
 
@@ -95,11 +96,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="Ray cluster to join ('auto' = the local `ray start` cluster); default: a local Ray")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP proxy host (default: %(default)s)")
     parser.add_argument("--port", type=int, default=None, help="HTTP proxy port (default: config http_port)")
+    add_flag(parser, "ray-num-cpus", type=int, default=None,
+             help="CPUs of the local Ray started here (default: Ray's choice, every core)")
+    add_flag(parser, "ray-temp-dir", default=None,
+             help="Ray's session folder (default: Ray's /tmp/ray; keep it short: Ray's socket paths are limited)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    setup_logging()
     try:
         raw = apply_overrides(read_yaml(args.config), args.opt)
         config = validate(raw)
@@ -109,13 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import ray
         from ray import serve
-    except ImportError:
-        logger.error('Ray Serve is not installed: pip install "ray[serve]" (optional, not in requirements.txt)')
-        return EXIT_USAGE
+    except ImportError as exc:
+        return skipped(f'Ray Serve is not installed ({exc}): pip install "ray[serve]" (optional, not in '
+                       "requirements.txt)")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     model_dir = config.service.model.model_dir.resolve()
     raw = apply_overrides(raw, [f"op.imagenet.local_service_conf.model_config={model_dir}"])
-    ray.init(address=args.address, include_dashboard=False, configure_logging=False)
+    local = {} if args.address else {"num_cpus": args.ray_num_cpus, "_temp_dir": args.ray_temp_dir}
+    ray.init(address=args.address, include_dashboard=False, configure_logging=False,
+             **{key: value for key, value in local.items() if value is not None})
     serve.start(http_options={"host": args.host, "port": args.port or config.http_port})
     serve.run(build_application(raw, args.num_replicas, args.num_cpus), name="imagenet", route_prefix="/")
     logger.info("Ray Serve: %d replica(s) on http://%s:%d/imagenet/prediction", args.num_replicas, args.host,

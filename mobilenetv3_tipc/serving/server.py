@@ -26,7 +26,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,12 +34,12 @@ from types import FrameType
 
 import uvicorn
 
-from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_UNSUPPORTED, EXIT_USAGE, UnsupportedConfig, add_flag
-from mobilenetv3_tipc.serving.config import ConfigError, DeviceUnavailable, ServingConfig, load_config
+from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, add_flag, run_main
+from mobilenetv3_tipc.serving.config import ConfigError, ServingConfig, load_config
+from mobilenetv3_tipc.serving.process import CLEAN_STOP_MARK, process_alive
 
 logger = logging.getLogger("web_service")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "serving_python" / "config.yml"
-CLEAN_STOP_MARK = "server stopped"
 HARD_EXIT_MARGIN_S = 2.0  # after the grace period: time for the last log lines before os._exit
 PARENT_POLL_S = 0.5
 
@@ -70,16 +69,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class GracefulServer(uvicorn.Server):
@@ -151,7 +140,7 @@ def watch_parent(server: GracefulServer, pid: int) -> None:
 
     def gone() -> bool:
         if pid:
-            return not pid_alive(pid)
+            return not process_alive(pid)
         return os.getppid() != original_ppid  # re-parented: the parent died
 
     def loop() -> None:
@@ -197,35 +186,24 @@ def serve(config: ServingConfig, sock: socket.socket, parent_pid: int | None = N
     return EXIT_OK
 
 
+class ServerError(RuntimeError):
+    """The server cannot run (e.g. its port is taken): exit 1."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s", force=True)
-    try:
-        config = load_config(args.config, args.opt)
-    except DeviceUnavailable as exc:
-        print(f"SKIPPED: {exc}", file=sys.stderr)
-        return EXIT_UNSUPPORTED
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return EXIT_USAGE
+    logging.getLogger().setLevel(args.log_level)
+    config = load_config(args.config, args.opt)
     for warning in config.warnings:
         logger.warning("%s", warning)
     try:
         sock = bind_socket(config.http_host, config.http_port)
     except OSError as exc:
-        logger.error("cannot listen on %s:%d: %s", config.http_host, config.http_port, exc)
-        return EXIT_FAILED
-    try:
+        raise ServerError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from None
+    with contextlib.closing(sock):
         return serve(config, sock, args.watch_parent)
-    except UnsupportedConfig as exc:
-        print(f"SKIPPED: {exc}", file=sys.stderr)
-        return EXIT_UNSUPPORTED
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - any model-loading failure is reported as exit 1
-        logger.error("the service failed to start: %s: %s", type(exc).__name__, exc)
-        return EXIT_FAILED
-    finally:
-        sock.close()
+
+
+def run(argv: list[str] | None = None) -> int:
+    """``main`` with the exit-code contract: 2 for a bad config, 77 (``SKIPPED:``) for a missing device, else 1."""
+    return run_main(main, argv, usage_errors=(ConfigError,))
