@@ -1,4 +1,4 @@
-"""One command for the CPU performance figures of every path, side by side (issue 7).
+"""One command for the CPU performance figures of every path, side by side.
 
     python -m benchmark --quick     # < 2 minutes: fewer batches, threads and runs
     python -m benchmark             # full: batch 1/8/32, 1 and 2 threads, the TIPC chain
@@ -9,7 +9,7 @@ top-5 throughput of the same paths; training images/s (Paddle dygraph and
 ``jit.to_static``, PyTorch eager when installed); serving throughput and p50/p99
 by concurrency; the lite TIPC chain's wall time. Writes ``results.json`` and PNG
 plots to ``--out`` and prints a table with each figure's ratio to the fastest path,
-then issue 7's targets with their measured ratio, bound and status.
+then the performance targets (``benchmark/report.py``) with their measured ratio, bound and status.
 Random weights: the figures are speeds, not accuracies.
 """
 

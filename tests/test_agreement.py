@@ -1,4 +1,4 @@
-"""The agreement gate (deploy/agreement.py, tools/check_agreement.py).
+"""The agreement gate (mobilenetv3_tipc/inference/agreement.py, tools/check_agreement.py).
 
 Passes on a real paddle2onnx conversion; fails when the ONNX file is perturbed
 (one initializer rewritten) or corrupted, and when the reference weights differ

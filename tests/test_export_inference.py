@@ -11,7 +11,7 @@ import pytest
 
 from mobilenetv3_tipc.data.preprocess import list_images, preprocess_batch
 from mobilenetv3_tipc.inference.paddle_predictor import InferenceOptions, PaddlePredictor
-from mobilenetv3_tipc.model import build_model
+from tests.fixtures.onnx_model import bn_calibrated_model
 from tests.fixtures.processes import REPO, run_python
 
 DEMO = REPO / "images" / "demo.jpg"
@@ -19,15 +19,7 @@ DEMO = REPO / "images" / "demo.jpg"
 
 def calibrated_model(num_classes: int, images: np.ndarray) -> paddle.nn.Layer:
     """A random model whose BN statistics come from real images, so outputs are far from uniform."""
-    paddle.seed(0)
-    model = build_model("mobilenet_v3_small", num_classes=num_classes)
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            layer._momentum = 0.0  # running stats := this batch's stats
-    model.train()
-    with paddle.no_grad():
-        model(paddle.to_tensor(images))
-    model.eval()
+    model = bn_calibrated_model(images, num_classes)
     head = model.classifier[3].weight
     head.set_value(paddle.normal(0.0, 1.0, head.shape))  # peaked outputs instead of ~uniform ones
     return model

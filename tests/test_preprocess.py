@@ -22,9 +22,7 @@ from mobilenetv3_tipc.data.preprocess import (
     resize_short,
     resized_size,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "images" / "demo.jpg"
+from tests.fixtures.processes import DEMO
 
 
 def jpeg_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 100, 50)) -> bytes:

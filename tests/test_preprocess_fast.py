@@ -1,4 +1,4 @@
-"""The fast preprocessing (issue 7) against the definition it replaces, and the batched pipeline.
+"""The fast preprocessing against the definition it replaces, and the batched pipeline.
 
 ``reference_preprocess`` below is the preprocessing as first written: decode and
 ``convert("RGB")``, resize the short side to 256 (the whole image), center crop 224,
@@ -28,9 +28,8 @@ from mobilenetv3_tipc.data.preprocess import (
     preprocess_batch,
     resize_center_crop,
 )
+from tests.fixtures.processes import DEMO
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "images" / "demo.jpg"
 EXACT = 1e-6
 # One 8-bit level in the channel with the smallest std, after normalization.
 RESIZE_BOUND = 1.0 / (255.0 * min(IMAGENET_STD)) + EXACT

@@ -1,12 +1,12 @@
 """Batched preprocessing on a few threads, overlapped with whatever the caller does next.
 
-:func:`vision.preprocess.preprocess` costs more per image than the model (issue 7), so an
+:func:`mobilenetv3_tipc.data.preprocess.preprocess` costs more per image than the model, so an
 end-to-end loop that decodes, then infers, then decodes again leaves the cores idle half
 the time. :class:`BatchPreprocessor` spreads a batch's images over worker threads (Pillow
 releases the GIL while it decodes and resizes, numpy while it normalizes) and
 :meth:`BatchPreprocessor.iter_batches` starts the next batch before handing out the
 current one, so its preparation runs while the caller's inference does. The tensors are
-exactly :func:`~vision.preprocess.preprocess`'s.
+exactly :func:`~mobilenetv3_tipc.data.preprocess.preprocess`'s.
 """
 
 from __future__ import annotations

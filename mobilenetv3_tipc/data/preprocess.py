@@ -6,8 +6,8 @@ call :func:`preprocess`, so they all feed the model the same tensor.
 
 The definition is torchvision's ``Resize(256)`` (bilinear, antialiased, on PIL) then
 ``CenterCrop(224)`` then ``Normalize`` on ``ToTensor``; :func:`resize_short` and
-:func:`center_crop` spell it out. :func:`preprocess` computes the same tensor faster
-(issue 7): :func:`resize_center_crop` resamples only the cropped window, straight from
+:func:`center_crop` spell it out. :func:`preprocess` computes the same tensor faster:
+:func:`resize_center_crop` resamples only the cropped window, straight from
 the source pixels (Pillow's ``resize(box=...)``, same bilinear filter and coefficients),
 and :func:`normalize_chw` is one fused multiply-add into a preallocated array.
 Measured against the definition (``tests/test_preprocess_fast.py``): at most one 8-bit
@@ -182,7 +182,7 @@ def preprocess_batch(
     """:func:`preprocess` of several images as one ``(N, 3, crop, crop)`` batch, written in place.
 
     ``workers > 1`` spreads the images over that many threads (Pillow releases the GIL
-    while it decodes and resizes); :class:`vision.batching.BatchPreprocessor` keeps its
+    while it decodes and resizes); :class:`mobilenetv3_tipc.data.batching.BatchPreprocessor` keeps its
     threads between batches and overlaps a batch's preparation with the previous one's
     inference.
     """

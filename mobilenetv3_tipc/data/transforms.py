@@ -1,4 +1,4 @@
-"""Train and eval transforms; eval is exactly :mod:`vision.preprocess`."""
+"""Train and eval transforms; eval is exactly :mod:`mobilenetv3_tipc.data.preprocess`."""
 
 from __future__ import annotations
 

@@ -86,13 +86,18 @@ def format_report(
     return "\n".join(lines)
 
 
-def median_ms(call: Callable[[], object], runs: int, warmup: int = 3) -> float:
-    """Median wall time of ``call()`` in ms over ``runs`` calls after ``warmup`` untimed calls."""
+def time_calls(call: Callable[[], object], runs: int, warmup: int = 3) -> list[float]:
+    """Seconds of each of ``runs`` calls of ``call()``, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         call()
-    times = []
+    seconds = []
     for _ in range(runs):
         start = time.perf_counter()
         call()
-        times.append(1000.0 * (time.perf_counter() - start))
-    return statistics.median(times)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def median_ms(call: Callable[[], object], runs: int, warmup: int = 3) -> float:
+    """Median wall time of ``call()`` in ms over ``runs`` calls after ``warmup`` untimed calls."""
+    return 1000.0 * statistics.median(time_calls(call, runs, warmup))
