@@ -33,6 +33,7 @@ from tests.fixtures.serving import (
     b64,
     make_jpeg,
     make_png_bomb,
+    make_unsupported_dds,
     request_body,
     subprocess_env,
     tiny_models,
@@ -241,6 +242,15 @@ def test_pixel_cap_per_request(fakes: FakeServers) -> None:
     assert bomb["err_no"] == INPUT_PARAMS_ERROR and "64,000,000" in bomb["err_msg"]
     assert "178956970" not in bomb["err_msg"] and "178,956,970" not in bomb["err_msg"]
     assert backend.sizes == [1]  # only the request within the cap ran
+
+
+def test_any_decoder_failure_is_bad_input(fakes: FakeServers, caplog: pytest.LogCaptureFixture) -> None:
+    url, backend, _ = fakes.start(FakeBackend(), auto_batching_timeout=0)
+    reply = httpx.post(f"{url}{URL}", content=json.dumps(request_body([b64(make_unsupported_dds())])),
+                       timeout=30).json()
+    assert reply["err_no"] == INPUT_PARAMS_ERROR and "value[0]" in reply["err_msg"], reply
+    assert backend.sizes == []
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for bad input"
 
 
 def test_err_msg_never_carries_heap_addresses(fakes: FakeServers) -> None:

@@ -138,6 +138,7 @@ def build_runtime(config: ServingConfig, backend_factory: BackendFactory | None 
         "service": SERVICE_NAME,
         "model_config": str(service.model.model_dir),
         "backend": service.model.backend,
+        "engine": batcher.engine,
         "device": service.model.device.describe(),
         "num_classes": num_classes,
         "labels": "named" if op.labels else "class ids",

@@ -97,11 +97,15 @@ def make_backend_factory(model: LocalServiceConf) -> BackendFactory:
             return no_bf16
         precision = "fp16"  # PaddlePredictor runs CPU "fp16" as oneDNN bfloat16
 
+    # use_mkldnn as upstream (true: oneDNN, false: off) when the config gives it; absent: the
+    # engine is chosen as infer.py's auto (OpenVINO for a float model with its legacy program).
+    enable_mkldnn = model.use_mkldnn if "use_mkldnn" in model.model_fields_set else None
+
     def paddle_factory(worker: int) -> Backend:
         options = InferenceOptions(
-            use_gpu=device.kind != "cpu", gpu_id=gpu_for(worker), enable_mkldnn=model.use_mkldnn,
-            cpu_threads=model.thread_num, use_tensorrt=device.kind == "tensorrt", precision=precision,
-            ir_optim=model.ir_optim,
+            use_gpu=device.kind != "cpu", gpu_id=gpu_for(worker), enable_mkldnn=enable_mkldnn,
+            use_openvino=model.use_openvino, cpu_threads=model.thread_num, use_tensorrt=device.kind == "tensorrt",
+            precision=precision, ir_optim=model.ir_optim,
         )
         return PaddlePredictor(path, options)
     return paddle_factory

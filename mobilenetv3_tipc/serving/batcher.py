@@ -110,6 +110,7 @@ class DynamicBatcher:
         self.warmup_shape = warmup_shape
         self.on_batch = on_batch
         self.num_classes: int | None = None
+        self.engine = ""  # the backend's engine name (e.g. "openvino"), once a worker has loaded
         self.model_calls = 0
         self._queue: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
@@ -230,6 +231,7 @@ class DynamicBatcher:
                 raise RuntimeError(f"the model returned shape {out.shape} for a batch of {size}; "
                                    "expected (batch, classes)")
             self.num_classes = int(out.shape[1])
+        self.engine = str(getattr(backend, "engine", "") or type(backend).__name__)
 
     def _live_head(self) -> _Job | None:
         """Drop abandoned jobs at the head of the queue and return the next live one (lock held)."""

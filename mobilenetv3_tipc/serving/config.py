@@ -78,6 +78,7 @@ class LocalServiceConf(Section):
     thread_num: int = Field(2, ge=1)
     ir_optim: bool = False
     use_mkldnn: bool = False
+    use_openvino: bool | None = None  # [ext] null: auto (see mobilenetv3_tipc.inference.engine)
     precision: str = "fp32"
     client_type: str = "local_predictor"
     mem_optim: bool | None = compat(True)
