@@ -1,6 +1,6 @@
-"""The Paddle Serving pipeline protocol of deploy/serving_python over real HTTP.
+"""The Paddle Serving pipeline protocol of mobilenetv3_tipc.serving over real HTTP.
 
-One runtime (tiny exported Paddle model, see test_serving_support.py) behind one uvicorn
+One runtime (tiny exported Paddle model, see tests/fixtures/serving.py) behind one uvicorn
 server (in a thread of the test process, on a free loopback port) serves the whole module.
 """
 

@@ -321,3 +321,25 @@ def test_server_exits_when_its_watched_parent_dies(tmp_path: Path, model_dir: Pa
         with contextlib.suppress(ProcessLookupError):
             os.killpg(parent.pid, signal.SIGKILL)
         parent.wait(10)
+
+
+def test_hard_exit_when_the_grace_period_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server still alive after its grace period (a model call that never returns) ends itself with exit 1."""
+    import asyncio
+    import types
+
+    import uvicorn
+
+    from mobilenetv3_tipc.serving import server as server_module
+
+    exits: list[int] = []
+    monkeypatch.setattr(server_module, "HARD_EXIT_MARGIN_S", 0.1)
+    monkeypatch.setattr(server_module.os, "_exit", exits.append)
+    runtime = types.SimpleNamespace(shutting_down=False, stop_by=None, cutoff=asyncio.Event())
+    graceful = server_module.GracefulServer(uvicorn.Config(app=None), runtime, grace_s=0.2)
+    graceful.begin_shutdown("test")
+    graceful.begin_shutdown("again")  # idempotent: one watchdog
+    assert runtime.shutting_down and graceful.should_exit
+    assert wait_for(lambda: exits == [1], 5)
+    time.sleep(0.3)
+    assert exits == [1]

@@ -130,7 +130,8 @@ class GracefulServer(uvicorn.Server):
         time.sleep(self.grace_s + HARD_EXIT_MARGIN_S)
         logger.error("still running %.0f s after %s (graceful_shutdown_timeout_s = %g): exiting now",
                      self.grace_s + HARD_EXIT_MARGIN_S, self.stop_reason, self.grace_s)
-        logging.shutdown()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
         os._exit(EXIT_FAILED)
 
 
