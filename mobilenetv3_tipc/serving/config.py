@@ -21,7 +21,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -32,8 +32,6 @@ from mobilenetv3_tipc.cli import UnsupportedConfig
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "imagenet"
-BACKENDS = ("paddle", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEVICE_TYPES = {-1: "decided by devices", 0: "CPU", 1: "GPU", 2: "TensorRT", 3: "ARM CPU",
                 4: "Kunlun XPU", 5: "Ascend 310", 6: "Ascend 910"}
 NO_EFFECT = "accepted for compatibility with Paddle Serving, no effect here"
@@ -53,12 +51,6 @@ def compat(default: Any = None, note: str = NO_EFFECT) -> Any:
     return Field(default, json_schema_extra={"compat": note})
 
 
-def _one_of(value: str, choices: tuple[str, ...]) -> str:
-    if value.lower() not in choices:
-        raise ValueError(f"must be one of {', '.join(choices)}")
-    return value.lower()
-
-
 class Section(BaseModel):
     """A mapping of the config: unknown keys are errors, types are strict, an empty section is ``{}``."""
 
@@ -72,15 +64,15 @@ class Section(BaseModel):
 
 class LocalServiceConf(Section):
     model_path: str | None = Field(None, alias="model_config")
-    backend: str = "paddle"  # [ext]
+    backend: Literal["paddle", "onnxruntime"] = "paddle"  # [ext]
     device_type: int | None = -1
     devices: str = ""
     thread_num: int = Field(2, ge=1)
     ir_optim: bool = False
     use_mkldnn: bool = False
     use_openvino: bool | None = None  # [ext] null: auto (see mobilenetv3_tipc.inference.engine)
-    precision: str = "fp32"
-    client_type: str = "local_predictor"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+    client_type: Literal["local_predictor"] = "local_predictor"
     mem_optim: bool | None = compat(True)
     mkldnn_cache_capacity: int | None = compat(0)
     mkldnn_op_list: list[Any] | None = compat()
@@ -97,20 +89,10 @@ class LocalServiceConf(Section):
         # YAML `devices: 0` means the card "0"
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    @field_validator("backend")
+    @field_validator("backend", "precision", "client_type", mode="before")
     @classmethod
-    def _backend(cls, value: str) -> str:
-        return _one_of(value, BACKENDS)
-
-    @field_validator("precision")
-    @classmethod
-    def _precision(cls, value: str) -> str:
-        return _one_of(value, PRECISIONS)
-
-    @field_validator("client_type")
-    @classmethod
-    def _client_type(cls, value: str) -> str:
-        return _one_of(value, ("local_predictor",))
+    def _lower_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("device_type")
     @classmethod
@@ -310,6 +292,9 @@ def _error_message(error: Any) -> str:
         return f"{key} must be >= {ctx['ge']}, got {value!r}"
     if kind == "greater_than":
         return f"{key} must be > {ctx['gt']}, got {value!r}"
+    if kind == "literal_error":
+        choices = ", ".join(str(c) for c in typing.get_args(_field_at([*loc], key).annotation))
+        return f"{key} must be one of {choices}, got {value!r}"
     if kind == "value_error":
         return f"{key} {ctx.get('error')}, got {value!r}"
     return f"{key}: {error['msg']}"
