@@ -30,7 +30,7 @@ import numpy as np
 from benchmark import paths, report, timing, training
 from benchmark.chain import measure_chain
 from benchmark.serving import measure_serving
-from mobilenetv3_tipc.cli import setup_logging
+from mobilenetv3_tipc.cli import UsageError, run_main
 from mobilenetv3_tipc.data.batching import BatchPreprocessor
 
 logger = logging.getLogger("benchmark")
@@ -166,14 +166,13 @@ def measure_training(plan: Plan, results: dict) -> None:
         results["training"][key] = {**best, "rounds": [f["images_per_s"] for f in figs], "batch": plan.train_batch}
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
-    setup_logging()
     plan = QUICK if args.quick else FULL
     skip = {s for s in args.skip.split(",") if s}
     if skip - set(SECTIONS):
-        logger.error("--skip: unknown section(s) %s; expected %s", ", ".join(skip - set(SECTIONS)), ", ".join(SECTIONS))
-        return 2
+        raise UsageError(f"--skip: unknown section(s) {', '.join(skip - set(SECTIONS))}; "
+                         f"expected {', '.join(SECTIONS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -220,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out / 'results.json'}, {', '.join(p.name for p in written)} "
           f"in {results['meta']['wall_s']:.0f} s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mobilenetv3_tipc.cli import setup_logging
+from mobilenetv3_tipc.cli import EXIT_OK, run_main
 
 logger = logging.getLogger("plot_log")
 
@@ -61,18 +61,17 @@ def plot(records: list[dict[str, float]], out: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+def run(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
     log = Path(args.log)
     out = Path(args.out) if args.out else log.with_name("training_curves.png")
-    try:
-        plot(read_records(log), out)
-    except (OSError, ValueError, KeyError) as exc:
-        logger.error("%s", exc)
-        return 1
+    plot(read_records(log), out)
     logger.info("wrote %s", out)
-    return 0
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ def topk(probs: np.ndarray, k: int = 1, labels: list[str] | None = None) -> list
     k = max(1, min(k, probs.shape[1]))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     results = []
-    for row, ids in zip(probs, order, strict=True):
-        ids_list = [int(i) for i in ids]
+    for index, row in enumerate(probs):  # no zip(strict=...): this module runs on Python 3.9 too
+        ids_list = [int(i) for i in order[index]]
         names = [labels[i] for i in ids_list] if labels else None
         results.append(Prediction(ids_list, [float(row[i]) for i in ids_list], names))
     return results
@@ -45,7 +45,8 @@ def topk(probs: np.ndarray, k: int = 1, labels: list[str] | None = None) -> list
 def format_topk(pred: Prediction) -> str:
     """``top-k: 8 hen (0.9091), 7 cock (0.0500), ...``"""
     parts = []
-    for rank, (cid, prob) in enumerate(zip(pred.class_ids, pred.probs, strict=True)):
+    for rank, cid in enumerate(pred.class_ids):
+        prob = pred.probs[rank]
         name = f" {pred.labels[rank]}" if pred.labels else ""
         parts.append(f"{cid}{name} ({prob:.4f})")
     return "top-k: " + ", ".join(parts)
