@@ -47,7 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", type=float, default=1.0, help="width multiplier (default: 1.0)")
     add_flag(parser, "img-size", type=int, default=CROP_SIZE, help="input size (default: 224)")
     parser.add_argument("--device", default="cpu", help="accepted for compatibility; export runs on CPU")
-    parser.add_argument("--legacy-format", action="store_true",
+    add_flag(parser, "legacy-format", action="store_true",
                         help="write a legacy inference.pdmodel (FLAGS_enable_pir_api=0) instead of .json")
     add_flag(parser, "pact-quant", action="store_true",
                         help="--pretrained comes from train.py --pact_quant: export an int8 model")
