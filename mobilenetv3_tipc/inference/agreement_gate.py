@@ -53,21 +53,21 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f"model name (default: model_info.json of --model-dir, else {DEFAULT_MODEL})")
     parser.add_argument("--pretrained", required=True, help="weights (.pdparams) of the reference dygraph model")
     add_flag(parser, "num-classes", type=int, default=None,
-                        help="classes (default: read from the weights)")
+             help="classes (default: read from the weights)")
     parser.add_argument("--scale", type=float, default=None,
                         help="width multiplier (default: model_info.json of --model-dir, else 1.0)")
     add_flag(parser, "model-dir", default=None,
-                        help="exported Paddle model (inference.json + .pdiparams) to run with Paddle Inference")
+             help="exported Paddle model (inference.json + .pdiparams) to run with Paddle Inference")
     add_flag(parser, "onnx-file", default=None, help="ONNX model to run with ONNX Runtime")
     add_flag(parser, "img-path", default="./images/demo.jpg",
-                        help="an image, a folder, or a folder of class folders (default: %(default)s)")
+             help="an image, a folder, or a folder of class folders (default: %(default)s)")
     add_flag(parser, "max-images", type=int, default=0,
-                        help="use at most this many images (default: 0 = all)")
+             help="use at most this many images (default: 0 = all)")
     add_flag(parser, "batch-size", type=int, default=8, help="images per run (default: 8)")
     add_flag(parser, "tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help="largest allowed |p_backend - p_reference| (default: %(default)g, for fp32)")
+             help="largest allowed |p_backend - p_reference| (default: %(default)g, for fp32)")
     add_flag(parser, "cpu-threads", type=int, default=0,
-                        help="CPU threads of Paddle Inference and ONNX Runtime (default: 0 = every core)")
+             help="CPU threads of Paddle Inference and ONNX Runtime (default: 0 = every core)")
     add_flag(parser, "enable-mkldnn", type=auto_or_bool, nargs="?", const=True, default=None, metavar="BOOL",
              help="Paddle Inference: oneDNN on (True) or off (False) (default: the engine infer.py picks)")
     add_flag(parser, "use-openvino", type=auto_or_bool, nargs="?", const=True, default=None, metavar="auto|BOOL",

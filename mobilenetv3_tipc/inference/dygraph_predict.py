@@ -29,7 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_flag(parser, "img-path", default="./images/demo.jpg", help="an image file or a folder")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="default: cpu")
     add_flag(parser, "num-classes", type=int, default=None,
-                        help="classes (default: read from the weights)")
+             help="classes (default: read from the weights)")
     parser.add_argument("--scale", type=float, default=1.0, help="width multiplier (default: 1.0)")
     parser.add_argument("--topk", type=int, default=1, help="print the k best classes when k > 1 (default: 1)")
     add_flag(parser, "resize-size", type=int, default=RESIZE_SIZE, help="default: 256")
