@@ -33,8 +33,8 @@ from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.inference.agreement import (
     BACKEND_ERRORS,
     DEFAULT_TOLERANCE,
+    Backend,
     BackendResult,
-    Predictor,
     all_agree,
     compare_backends,
     format_table,
@@ -108,7 +108,7 @@ def _check_inputs(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _load_backends(args: argparse.Namespace) -> tuple[dict[str, Predictor], list[BackendResult]]:
+def _load_backends(args: argparse.Namespace) -> tuple[dict[str, Backend], list[BackendResult]]:
     """Backends that loaded, and a failed result for each one that did not."""
     from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
     from mobilenetv3_tipc.inference.paddle_predictor import InferenceOptions, PaddlePredictor
@@ -120,7 +120,7 @@ def _load_backends(args: argparse.Namespace) -> tuple[dict[str, Predictor], list
         loaders.append(("paddle_inference", lambda: PaddlePredictor(args.model_dir, options)))
     if args.onnx_file:
         loaders.append(("onnxruntime", lambda: OnnxPredictor(args.onnx_file, threads=args.cpu_threads)))
-    backends: dict[str, Predictor] = {}
+    backends: dict[str, Backend] = {}
     failures = []
     for name, load in loaders:
         try:
