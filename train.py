@@ -10,11 +10,15 @@ Evaluation only:
 Dynamic-to-static training (paddle.jit.to_static, full graph), a bounded benchmark run, the profiler:
     python train.py --to_static --max-steps 20 --data-path=./lite_data --device cpu
     python train.py --max-steps 20 --profiler_options "batch_range=[10,20];state=CPU;profile_path=model.profile"
+VisualDL logs (optional package visualdl) under OUT/vdl, then ``visualdl --logdir OUT/vdl``:
+    python train.py --use_visualdl --output-dir=OUT --data-path=./lite_data --device cpu
 Quant-aware training (int8) from float weights, with PACT activation clipping:
     python train.py --pact_quant --pretrained=./mobilenet_v3_small_pretrained.pdparams --lr=0.001 ...
     python tools/export_model.py --pact_quant --pretrained=OUT/latest.pdparams   # int8 inference model
 
-At the end of training every rank logs ``param_checksum: <sha256>`` of its parameters.
+At the end of training every rank logs ``param_checksum: <sha256>`` of its trainable parameters.
+Under a launcher, ``--dist-init-timeout`` (300 s) bounds the rendezvous: a rank whose peers never
+arrive names the master it waited for and exits 1.
 Exit codes: 0 ok, 1 failed (data or model error), 2 bad arguments, 77 the device
 is not available on this machine (e.g. ``--device gpu`` without CUDA).
 """
@@ -55,6 +59,7 @@ from mobilenetv3_tipc.training.engine import (
     train_one_epoch,
 )
 from mobilenetv3_tipc.training.profiler import ProfilerOptionsError, build_profiler, parse_profiler_options
+from mobilenetv3_tipc.training.visualdl_log import VISUALDL_MISSING, log_epoch, open_writer, visualdl_available
 
 logger = logging.getLogger("train")
 
@@ -112,6 +117,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                   "evaluated and saved (default: no limit)")
     add_bool_flag(parser, "eval-during-train", default=True,
                   help="evaluate after every epoch (True) or after the last one only (False; benchmark runs)")
+    add_flag(parser, "dist-init-timeout", type=float, default=300.0, metavar="SECONDS",
+             help="bound on the distributed rendezvous (init_parallel_env): after it the trainer names "
+                  "the master it waited for and exits 1 (default: 300)")
+    add_bool_flag(parser, "use-visualdl", default=False,
+                  help="write VisualDL logs (loss, top-1, lr per step and per epoch) to --vdl-dir; "
+                       "needs the visualdl package")
+    add_flag(parser, "vdl-dir", default=None, metavar="DIR",
+             help="VisualDL log folder (default: OUTPUT_DIR/vdl); view with visualdl --logdir DIR")
     add_flag(parser, "profiler-options", default=None, metavar="OPTIONS",
              help='paddle.profiler with upstream\'s string, e.g. "batch_range=[10,20];state=CPU;'
                   'profile_path=model.profile" (trace and summary table under --output-dir)')
@@ -138,6 +151,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise argparse.ArgumentTypeError("--pact_quant/--quant cannot be combined with --to_static")
     if args.max_steps is not None and args.max_steps < 1:
         raise argparse.ArgumentTypeError("--max-steps must be at least 1")
+    if args.dist_init_timeout <= 0:
+        raise argparse.ArgumentTypeError("--dist-init-timeout must be more than 0 seconds")
+    if args.use_visualdl and not visualdl_available():
+        raise argparse.ArgumentTypeError(VISUALDL_MISSING)
     if args.profiler_options:
         try:
             parse_profiler_options(args.profiler_options)
@@ -197,7 +214,7 @@ def main(args: argparse.Namespace) -> int:
     if args.device == "gpu" and not cuda_available():
         raise UnsupportedConfig("--device gpu needs a CUDA build of Paddle and a GPU; use --device cpu")
     paddle.set_device(args.device)
-    distributed = dist_utils.init()
+    distributed = dist_utils.init(args.dist_init_timeout)
     if args.seed is not None:
         # all three: Paddle (weights, dropout), NumPy and Python's random (RandomResizedCrop and the
         # flip draw from both); without random.seed two runs with one --seed differ from step 3 on
@@ -245,6 +262,7 @@ def main(args: argparse.Namespace) -> int:
     if profiler is not None:
         profiler.start()
     steps_left = args.max_steps
+    scalars = open_writer(Path(args.vdl_dir or out_dir / "vdl")) if args.use_visualdl and main_process else None
     start = time.time()
     logger.info("training %s (%d classes) on %d images, %d val images, epochs %d-%d, world size %d",
                 args.model, num_classes, len(train_set), len(val_set), start_epoch + 1, args.epochs,
@@ -253,7 +271,7 @@ def main(args: argparse.Namespace) -> int:
         lr = optimizer.get_lr()
         stats = train_one_epoch(train_model, criterion, optimizer, train_loader, epoch, num_classes=num_classes,
                                 print_freq=args.print_freq, amp=amp, scaler=scaler, profiler=profiler,
-                                max_steps=steps_left)
+                                max_steps=steps_left, scalars=scalars)
         stop, steps_done = bool(stats.pop("stop")), int(stats.pop("steps"))
         if steps_left is not None:
             steps_left -= steps_done
@@ -262,6 +280,8 @@ def main(args: argparse.Namespace) -> int:
             recalibrate_batchnorm(model, train_loader, args.bn_recalibration_batches)
         if args.eval_during_train or stop or epoch == args.epochs - 1:
             stats.update(evaluate(model, criterion, val_loader, num_classes=num_classes, print_freq=args.print_freq))
+        if scalars is not None:
+            log_epoch(scalars, epoch + 1, {"lr": lr, **stats})
         if main_process:
             save_checkpoint(out_dir, "latest", model, optimizer, scheduler, epoch, scaler)
             if "acc1" in stats and stats["acc1"] > best_acc1:
@@ -276,6 +296,8 @@ def main(args: argparse.Namespace) -> int:
             break
     if profiler is not None:
         profiler.close()
+    if scalars is not None:
+        scalars.close()
     logger.info("training time %s, best Acc@1 %.3f", time.strftime("%H:%M:%S", time.gmtime(time.time() - start)),
                 best_acc1)
     logger.info("param_checksum: %s", param_checksum(model))

@@ -20,6 +20,7 @@ from mobilenetv3_tipc.data.datasets import ImageClassificationDataset
 from mobilenetv3_tipc.training import distributed as dist_utils
 from mobilenetv3_tipc.training.metrics import MetricLogger, accuracy, correct_counts
 from mobilenetv3_tipc.training.profiler import TrainProfiler
+from mobilenetv3_tipc.training.visualdl_log import ScalarWriter
 
 logger = logging.getLogger("train")
 
@@ -59,12 +60,14 @@ def train_one_epoch(
     scaler: paddle.amp.GradScaler | None = None,
     profiler: TrainProfiler | None = None,
     max_steps: int | None = None,
+    scalars: ScalarWriter | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader`` (at most ``max_steps`` steps); logs in the ``[Epoch e, iter: i] ...`` format.
 
     ``profiler.step()`` runs after every step. ``"steps"`` in the result is the number of steps run,
     ``"stop"`` is 1.0 when training should end after this epoch (``max_steps`` reached, or the
-    profiler recorded its range with ``exit_on_finished``).
+    profiler recorded its range with ``exit_on_finished``). ``scalars`` receives ``train/loss``,
+    ``train/acc1`` and ``train/lr`` of every step at the global step ``epoch * len(loader) + step``.
     """
     model.train()
     window = {"reader": 0.0, "batch": 0.0, "samples": 0, "steps": 0, "top1": 0.0, "top5": 0.0, "loss": 0.0}
@@ -104,6 +107,10 @@ def train_one_epoch(
         totals["samples"] += batch
         totals["time"] += batch_cost
         progress.update(1)
+        if scalars is not None:
+            global_step = epoch * len(loader) + step
+            for tag, value in (("train/loss", loss_value), ("train/acc1", acc1), ("train/lr", optimizer.get_lr())):
+                scalars.add_scalar(tag, float(value), global_step)
         if profiler is not None and profiler.step(batch):
             stop, last_step = True, step
         if step % print_freq == 0 or step == last_step:
