@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mobilenetv3_tipc.export.atomic import write_text_atomic
 from mobilenetv3_tipc.export.layout import LABEL_LIST
 
 IMAGENET_LABELS_FILE = Path(__file__).with_name("imagenet1k_labels.txt")
@@ -36,7 +37,7 @@ def read_label_file(path: str | Path) -> list[str]:
 
 
 def write_label_file(path: str | Path, names: list[str]) -> None:
-    Path(path).write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)), encoding="utf-8")
+    write_text_atomic(path, "".join(f"{i} {name}\n" for i, name in enumerate(names)))
 
 
 def imagenet_labels() -> list[str]:
