@@ -54,7 +54,7 @@ class InferencePlan:
                 fixed += render_flag(e.key, mode_value(e.value, ctx.mode))
         return cls(ctx.command(entry), Matrix.from_config(cfg, section, ctx.mode), model_dir_key, fixed)
 
-    def run(self, ctx: Context, run: Run, model_dir: Path, prefix: str, quant: bool, group: str = "inference",
+    def run(self, ctx: Context, run: Run, model_dir: Path | str, prefix: str, quant: bool, group: str = "inference",
             gpu_env: dict[str, str] | None = None) -> None:
         needs_cuda = any(c.device == "gpu" for c in self.matrix.cells(quant, True))
         cuda = cuda_available(ctx.python) if needs_cuda else False

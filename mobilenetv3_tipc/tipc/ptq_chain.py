@@ -46,7 +46,7 @@ class PtqChain:
                     raise cfg.error(e, f"{e.key} is not supported in ptq_params: the harness does not know this key")
         cfg.require_section("infer_params", "the int8 inference is configured there")
         check_infer_section(ctx, "infer_params")
-        self.weights = Path(cfg.get("train_model", "") or f"./pretrain_models/{model}_pretrained.pdparams")
+        self.weights = cfg.get("train_model", "") or f"./pretrain_models/{model}_pretrained.pdparams"
         # the PTQ command
         quant = self.quant_entry()
         self.quant_argv = ctx.command(quant) if quant is not None else [*ctx.python, DEFAULT_PTQ]
@@ -55,19 +55,19 @@ class PtqChain:
         model_path = cfg.find("model_path", section, flag=True) if section else None
         given = model_path.value if model_path is not None and not is_null(model_path.value) else ""
         float_dir = cfg.get("ptq_float_model") or given
-        self.float_dir = Path(float_dir) if float_dir else ctx.out_dir / f"{safe_name(model)}_float_legacy"
+        self.float_dir = float_dir or str(ctx.out_dir / f"{safe_name(model)}_float_legacy")
         export = cfg.entry("ptq_export")
         self.export_argv: list[str] | None = None
         if export is not None and not is_null(export.value):
             self.export_argv = ctx.command(export)
-        elif export is None and not (given and (self.float_dir / "inference.pdmodel").is_file()):
+        elif export is None and not (given and Path(self.float_dir, "inference.pdmodel").is_file()):
             # Step6 names a model folder (--model_path); it is used as is when it holds a legacy program
             self.export_argv = [*ctx.python, "tools/export_model.py", "--model", model, "--legacy-format"]
         # the int8 model
         out = cfg.find("output_dir", section, flag=True) if section else None
         out_value = mode_value(out.value, ctx.mode) if out is not None else ""
-        self.int8_dir = Path(out_value) if not is_null(out_value) else ctx.out_dir / f"{safe_name(model)}_int8"
-        if self.int8_dir.resolve() == self.float_dir.resolve():
+        self.int8_dir = out_value if not is_null(out_value) else str(ctx.out_dir / f"{safe_name(model)}_int8")
+        if Path(self.int8_dir).resolve() == Path(self.float_dir).resolve():
             raise cfg.error(out, "--output-dir must differ from the float model it quantizes")
         entry = infer_entry(ctx, "infer_params")
         if entry is None:
@@ -75,7 +75,8 @@ class PtqChain:
                             "inference is null or absent: a PTQ chain without int8 inference certifies nothing")
         self.infer = InferencePlan.from_config(ctx, "infer_params", entry)
         md = cfg.find("model_dir", "infer_params", flag=True)
-        if md is not None and not is_null(md.value) and Path(md.value).resolve() != self.int8_dir.resolve():
+        if (not self.train_layout and md is not None and not is_null(md.value)
+                and Path(md.value).resolve() != Path(self.int8_dir).resolve()):
             raise cfg.error(md, f"{md.key} is '{md.value}' but this chain's int8 model is '{self.int8_dir}' "
                                 "(leave the value empty or make it equal)")
         compare = cfg.entry("compare", "compare_params")
@@ -95,7 +96,7 @@ class PtqChain:
         return None
 
     def ptq_flags(self) -> list[str]:
-        flags = render_flag("--model-dir", str(self.float_dir))
+        flags = render_flag("--model-dir", self.float_dir)
         seen = {"model_dir"}
         if self.section:
             for e in self.cfg.in_section(self.section):
@@ -103,12 +104,12 @@ class PtqChain:
                     continue
                 value = mode_value(e.value, self.ctx.mode)
                 if e.name == "output_dir":
-                    value = str(self.int8_dir)
+                    value = self.int8_dir
                 if e.name == "algo" and self.kl:
                     value = "KL"
                 seen.add(e.name)
                 flags += render_flag(e.key, value)
-        defaults = {"output_dir": ("--output-dir", str(self.int8_dir)), "data_dir": ("--data-dir", "./lite_data/train"),
+        defaults = {"output_dir": ("--output-dir", self.int8_dir), "data_dir": ("--data-dir", "./lite_data/train"),
                     "batch_size": ("--batch-size", "4"), "batch_num": ("--batch-num", "4")}
         if self.kl:
             defaults["algo"] = ("--algo", "KL")
@@ -130,10 +131,11 @@ class PtqChain:
     def float_export(self, run: Run) -> str:
         if self.export_argv is None:
             run.skip("legacy float export", f"using {self.float_dir} as is", group="export")
-            return "" if (self.float_dir / "inference.pdmodel").is_file() else f"no legacy program in {self.float_dir}"
-        argv = self.export_argv + render_flag("--pretrained", str(self.weights)) + render_flag(
-            "--save-inference-dir", str(self.float_dir))
-        if not self.weights.is_file():
+            found = Path(self.float_dir, "inference.pdmodel").is_file()
+            return "" if found else f"no legacy program in {self.float_dir}"
+        argv = self.export_argv + render_flag("--pretrained", self.weights) + render_flag(
+            "--save-inference-dir", self.float_dir)
+        if not Path(self.weights).is_file():
             run.fail(quote_command(argv), f"{self.weights} not found: run bash test_tipc/prepare.sh "
                                           f"{self.cfg.path} {self.ctx.mode}", group="export")
             return "no legacy float model: the export step failed"
@@ -151,7 +153,7 @@ class PtqChain:
                      group="compare")
             return
         argv = list(self.compare_argv)
-        derived = {"float_model_dir": str(self.float_dir), "int8_model_dir": str(self.int8_dir)}
+        derived = {"float_model_dir": self.float_dir, "int8_model_dir": self.int8_dir}
         for e in self.cfg.in_section("compare_params"):
             if e.is_flag:
                 value = mode_value(e.value, self.ctx.mode)

@@ -211,13 +211,14 @@ class Run:
             while True:
                 try:
                     rc = proc.wait(timeout=0.2)
-                    break
                 except subprocess.TimeoutExpired:
-                    pass
-                if self.signum is not None:
+                    rc = None
+                if self.signum is not None:  # the group got SIGTERM from the handler already
                     kill_group(proc)
                     rc = proc.returncode
                     reason = f"interrupted by {signal.Signals(self.signum).name}"
+                    break
+                if rc is not None:
                     break
                 if time.monotonic() - start > timeout:
                     kill_group(proc)

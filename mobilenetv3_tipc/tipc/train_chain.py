@@ -73,14 +73,18 @@ def parse_device(ctx: Context, entry: Entry, text: str) -> Device:
 
 
 def is_local_ip(ip: str) -> bool:
+    """Whether IP is an address of this host: binding to it succeeds only then (no DNS)."""
     import socket
 
-    if ip in ("localhost", "::1") or ip.startswith("127."):
+    if ip == "localhost":
         return True
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     try:
-        return ip in socket.gethostbyname_ex(socket.gethostname())[2]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((ip, 0))
     except OSError:
         return False
+    return True
 
 
 class TrainChain:
@@ -107,7 +111,7 @@ class TrainChain:
             raise cfg.error(orphans[0], f"{orphans[0].key} is before any ===section=== header")
         trainers = self.trainer_names()
         for e in cfg.in_section("train_params"):
-            if not e.is_flag and e.key not in TRAIN_KEYS and not e.key.endswith("_train") and e.key not in trainers:
+            if not e.is_flag and e.name not in TRAIN_KEYS and not e.key.endswith("_train") and e.key not in trainers:
                 raise cfg.error(e, f"{e.key} is not supported in train_params: the harness does not know this key")
         for e in cfg.in_section("eval_params"):
             if not e.is_flag and e.key not in ("eval", "null"):
@@ -303,14 +307,15 @@ class TrainChain:
                 argv += render_flag(e.key, mode_value(e.value, self.ctx.mode))
         run.step(argv, self.ctx.log(f"{tr.name}_eval"), group="eval")
 
-    def export_argv(self, entry: Entry, weights: Path, out: Path, gpu_env: dict[str, str] | None = None) -> list[str]:
+    def export_argv(self, entry: Entry, weights: Path | str, out: Path | str,
+                    gpu_env: dict[str, str] | None = None) -> list[str]:
         argv = self.ctx.command(entry)
         pretrained = self.cfg.find("pretrained", "infer_params", flag=True)
         save = self.cfg.find("save_inference_dir", "infer_params", flag=True)
         return (argv + render_flag(pretrained.key if pretrained else "--pretrained", str(weights))
                 + render_flag(save.key if save else "--save-inference-dir", str(out)))
 
-    def run_inference(self, run: Run, model_dir: Path, prefix: str, quant: bool,
+    def run_inference(self, run: Run, model_dir: Path | str, prefix: str, quant: bool,
                       gpu_env: dict[str, str] | None = None) -> None:
         if self.infer is None:
             run.skip(f"inference of {prefix}", f"inference is null or absent in {self.cfg.path}", group="inference")
@@ -319,11 +324,11 @@ class TrainChain:
 
     def whole_infer(self, run: Run) -> None:
         cfg, model = self.cfg, self.ctx.model
-        weights = Path(cfg.get("train_model", f"./pretrain_models/{model}_pretrained.pdparams", "infer_params")
-                       or f"./pretrain_models/{model}_pretrained.pdparams")
+        weights = (cfg.get("train_model", None, "infer_params") or cfg.get("train_model")
+                   or f"./pretrain_models/{model}_pretrained.pdparams")
         quant_entry = cfg.find("infer_quant")
         quant = cfg.flag(quant_entry) if quant_entry is not None and not is_null(quant_entry.value) else False
-        model_dir = Path(cfg.get("infer_model", f"./inference/{model}_infer") or f"./inference/{model}_infer")
+        model_dir: Path | str = cfg.get("infer_model") or f"./inference/{model}_infer"
         export = cfg.find("infer_export")
         export_entry = None
         if export is not None and not is_null(export.value):
@@ -333,7 +338,7 @@ class TrainChain:
                 export_entry = export
         if export_entry is not None:
             model_dir = self.ctx.out_dir / f"{safe_name(model)}_infer"
-            if not weights.is_file():
+            if not Path(weights).is_file():
                 run.fail(quote_command(self.export_argv(export_entry, weights, model_dir)),
                          f"{weights} not found: run bash test_tipc/prepare.sh {cfg.path} whole_infer", group="export")
                 run.skip(f"inference of {model_dir}", "the export step failed", group="inference")
