@@ -699,3 +699,47 @@ def test_shipped_configs_plan_without_errors(path: Path, monkeypatch: pytest.Mon
     ctx = chain.make_context(kind, str(path.relative_to(REPO_ROOT)), "", RESULTS[kind])
     cls(ctx)
     assert ctx.model == path.parent.name
+
+
+@pytest.mark.parametrize(("name", "script", "mode", "message"), [
+    ("clas_paddle2onnx_python_linux_cpu.txt", "test_paddle2onnx.sh", "paddle2onnx_infer",
+     "cfg.txt:13: Global.use_onnx is not supported"),
+    ("clas_serving_python_linux_gpu_cpu.txt", "test_serving.sh", "serving_infer",
+     "cfg.txt:11: serving_dir ./deploy/paddleserving is not a folder of this repository"),
+    ("clas_train_ptq_infer_python.txt", "test_train_inference_python.sh", "whole_infer",
+     "kl_quant is not supported: deploy/slim/quant_post_static.py is not in this repository"),
+])
+def test_paddleclas_layouts_we_cannot_run_are_refused(tmp_path: Path, name: str, script: str, mode: str,
+                                                       message: str) -> None:
+    result, root, calls = dry_run(tmp_path, (LAYOUTS / name).read_text(), script, mode, TIPC_PYTHON="python3.7")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert calls == [] and not (root / "test_tipc/output").exists()
+
+
+def test_paddleclas_serving_layout_on_our_service_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mobilenetv3_tipc.tipc.serving_chain import ServingChain
+
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv("TIPC_PYTHON", sys.executable)
+    ctx = chain.make_context("serving", str(LAYOUTS / "clas_serving_layout_our_service.txt"), "", "r.log")
+    plan = ServingChain(ctx)
+    assert plan.devices == ["0", ""]
+    assert plan.model_dir == REPO_ROOT / "inference/MobileNetV3_large_x1_0_infer"
+    assert plan.serving_dir == REPO_ROOT / "deploy/serving_python"
+    assert plan.web_argv[1:] == ["web_service.py", "--config=config.yml"]
+
+
+@pytest.mark.parametrize("name", ["step6_train_amp_infer_python.txt", "step6_train_fleet_infer_python.txt"])
+def test_step6_amp_and_fleet_layouts(tmp_path: Path, name: str) -> None:
+    result, root, calls = dry_run(tmp_path, (LAYOUTS / name).read_text(), "test_train_inference_python.sh",
+                                  "lite_train_lite_infer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = status_lines(root, "mobilenet_v3_small", "lite_train_lite_infer")
+    if "amp" in name:
+        assert calls[0].startswith("train.py --amp_level=O2 --epochs=1")
+        assert any("amp_train_gpus_-1_autocast_True_nodes_1_train.log" in line for line in lines)
+    else:
+        assert calls[0].startswith("-m paddle.distributed.launch --nproc_per_node 2 --log_dir ")
+        multinode = [line for line in lines if "--ips=192.168.0.1,192.168.0.2" in line]
+        assert multinode and multinode[0].endswith("(multi-node needs hosts 192.168.0.1,192.168.0.2)")

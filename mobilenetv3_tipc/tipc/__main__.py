@@ -13,7 +13,7 @@ import os
 import sys
 
 from mobilenetv3_tipc.tipc.chain import EXIT_USAGE, MODE_KIND, UsageError, execute, make_context, resolve_args
-from mobilenetv3_tipc.tipc.config import ConfigError
+from mobilenetv3_tipc.tipc.config import Config, ConfigError, is_null
 
 RESULTS = {"train": "results_python.log", "ptq": "results_ptq.log", "paddle2onnx": "results_paddle2onnx.log",
            "serving": "results_serving.log"}
@@ -43,11 +43,17 @@ def chain_class(kind: str):  # noqa: ANN201 - the chain's class
     return ServingChain, MODES
 
 
+def has_kl_quant(config: str) -> bool:
+    cfg = Config.load(config)
+    entry = cfg.entry("kl_quant")
+    return "ptq_params" not in cfg.sections and entry is not None and not is_null(entry.value)
+
+
 def run_chain(kind: str, argv: list[str]) -> int:
     cls, modes = chain_class(kind)
     config, mode, rest, how = resolve_args(kind, argv, modes)
-    if kind == "train" and mode == "klquant_whole_infer":  # a train-layout config's kl_quant: the PTQ chain
-        kind = "ptq"
+    if kind == "train" and (mode == "klquant_whole_infer" or (mode == "whole_infer" and has_kl_quant(config))):
+        kind = "ptq"  # a train-layout config's kl_quant (PaddleClas whole_infer): the PTQ chain with KL
         cls, modes = chain_class(kind)
     elif MODE_KIND.get(mode, kind) != kind and mode:
         raise UsageError(f"MODE {mode} belongs to test_tipc/{USAGE[MODE_KIND[mode]].split()[1].split('/')[-1]}")

@@ -155,7 +155,7 @@ def step_python(cfg: Config) -> list[str]:
 def make_context(kind: str, config: str, mode: str, results_name: str, modes: tuple[str, ...] | None = None) -> Context:
     cfg = Config.load(config)
     found = kind_of(cfg)
-    if found != kind and not (kind == "ptq" and found == "train" and mode == "klquant_whole_infer"):
+    if found != kind and not (kind == "ptq" and found == "train" and mode in ("klquant_whole_infer", "whole_infer")):
         raise UsageError(f"{config} is a {found} config: run bash test_tipc/{KINDS[found][3]} {config}")
     mode = mode or KINDS[kind][1]
     if mode in RESERVED_MODES:

@@ -71,7 +71,7 @@ class ServingChain:
         for e in cfg.entries:
             if e.key.startswith(OPT_PREFIX):
                 continue
-            if e.is_flag and e.name not in FLAGS or not e.is_flag and e.key not in KEYS:
+            if e.is_flag and e.name not in FLAGS or not e.is_flag and e.key not in KEYS and e.name not in KEYS:
                 raise cfg.error(e, f"{e.key} is not supported: the harness does not know this key")
         backend = cfg.get("serving_backend") or os.environ.get("TIPC_SERVING_BACKEND") or "ours"
         if backend not in BACKENDS:

@@ -123,10 +123,6 @@ class TrainChain:
             self.infer = InferencePlan.from_config(self.ctx, "infer_params", entry)
         if self.ctx.mode in TRAIN_MODES:
             self.runs = self.plan_runs()
-        kl = cfg.find("kl_quant")
-        if kl is not None and not is_null(kl.value) and self.ctx.mode == "whole_infer":
-            raise cfg.error(kl, "kl_quant runs with the PTQ chain: bash test_tipc/test_ptq_inference_python.sh "
-                                f"{cfg.path} klquant_whole_infer")
 
     def trainer_names(self) -> list[str]:
         entry = self.cfg.find("trainer", "train_params")
