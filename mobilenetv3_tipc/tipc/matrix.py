@@ -80,8 +80,8 @@ def skip_reason(cell: Cell, quant: bool, cuda: bool) -> tuple[str, bool]:
         return "a quantized model runs only in int8", False
     if prec == "int8" and not quant:
         return "int8 needs a quantized model; this one is float", False
-    if openvino and (prec != "fp32" or not mkldnn):
-        return "OpenVINO runs fp32 models with MKLDNN on", False
+    if openvino and (prec != "fp32" or quant or ("enable_mkldnn" in v and mkldnn)):
+        return "OpenVINO runs float fp32 models in place of MKLDNN (not with --enable-mkldnn True)", False
     return "", False
 
 

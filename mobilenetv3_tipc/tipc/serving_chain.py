@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mobilenetv3_tipc.tipc.chain import Context, defining_check, render_flag
-from mobilenetv3_tipc.tipc.config import Entry, alternatives, is_null, unquote
-from mobilenetv3_tipc.tipc.runner import Run, quote_command
+from mobilenetv3_tipc.tipc.config import alternatives, is_null, unquote
+from mobilenetv3_tipc.tipc.runner import Run
 
 MODES = ("serving_infer",)
 OPT_PREFIX = "--opt "
 DEVICES_OPT = "op.imagenet.local_service_conf.devices"
 MODEL_OPT = "op.imagenet.local_service_conf.model_config"
-SERVER_CONTROL = "deploy/serving_python/server_control.py"
+SERVER_CONTROL = ["-m", "mobilenetv3_tipc.serving.process"]  # the one server-process control module
 KEYS = frozenset({"model_name", "python", "trans_model", "serving_dir", "web_service", "pipeline", "check", "export",
                   "ready_timeout", "inference_model_url", "serving_backend", "null"})
 FLAGS = frozenset({"dirname", "model_filename", "params_filename", "serving_server", "serving_client", "image_dir",
@@ -41,8 +41,9 @@ class OwnService:
     service = "imagenet"
 
     def server_argv(self, base: list[str], opts: list[str], model_dir: Path, devices: str, port: int) -> list[str]:
+        # --watch-parent: the server shuts down when this engine is gone, however it died
         return [*base, *opts, "--opt", f"{MODEL_OPT}={model_dir}", "--opt", f"http_port={port}",
-                "--opt", f"{DEVICES_OPT}={devices}"]
+                "--opt", f"{DEVICES_OPT}={devices}", "--watch-parent", str(os.getpid())]
 
     def health_url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}/health"
@@ -161,7 +162,7 @@ class ServingChain:
         proc = run.start_background(argv, server_log, cwd=self.serving_dir)
         print(f"started the {label} server: pid {proc.pid}, port {port}, log {server_log}", flush=True)
         try:
-            ready = run.step([*self.ctx.python, SERVER_CONTROL, "wait-ready", "--pid", str(proc.pid), "--url",
+            ready = run.step([*self.ctx.python, *SERVER_CONTROL, "wait-ready", "--pid", str(proc.pid), "--url",
                               self.backend.health_url(port), "--server-log", str(server_log),
                               "--timeout", self.ready_timeout], self.ctx.log(f"server_{label}_ready"), group="ready")
             if ready.status != "passed":
@@ -174,12 +175,10 @@ class ServingChain:
                       "--output", str(jsonl)]
             run.step(client, self.ctx.log(f"client_{label}").resolve(), group="serve", cwd=self.serving_dir)
             run.step([*self.check_argv, "--responses", str(jsonl), "--model-dir", str(self.model_dir)],
-                     self.ctx.log(f"check_{label}"), group="serve")
-            run.step([*self.ctx.python, SERVER_CONTROL, "stop", "--pid", str(proc.pid), "--server-log",
+                     self.ctx.log(f"check_{label}").resolve(), group="serve", cwd=self.serving_dir)
+            run.step([*self.ctx.python, *SERVER_CONTROL, "stop", "--pid", str(proc.pid), "--server-log",
                       str(server_log), "--timeout", str(STOP_TIMEOUT)], self.ctx.log(f"server_{label}_stop"),
                      group="stop")
         finally:
             run.stop_background(proc)
 
-
-__all__ = ["BACKENDS", "OwnService", "ServingChain", "quote_command", "Entry"]
