@@ -1,4 +1,4 @@
-"""One command for the CPU performance figures of every path, side by side (issue 7).
+"""One command for the CPU performance figures of every path, side by side.
 
     python -m benchmark --quick     # < 2 minutes: fewer batches, threads and runs
     python -m benchmark             # full: batch 1/8/32, 1 and 2 threads, the TIPC chain
@@ -9,7 +9,7 @@ top-5 throughput of the same paths; training images/s (Paddle dygraph and
 ``jit.to_static``, PyTorch eager when installed); serving throughput and p50/p99
 by concurrency; the lite TIPC chain's wall time. Writes ``results.json`` and PNG
 plots to ``--out`` and prints a table with each figure's ratio to the fastest path,
-then issue 7's targets with their measured ratio, bound and status.
+then the performance targets (``benchmark/report.py``) with their measured ratio, bound and status.
 Random weights: the figures are speeds, not accuracies.
 """
 
@@ -30,7 +30,8 @@ import numpy as np
 from benchmark import paths, report, timing, training
 from benchmark.chain import measure_chain
 from benchmark.serving import measure_serving
-from vision.batching import BatchPreprocessor
+from mobilenetv3_tipc.cli import UsageError, run_main
+from mobilenetv3_tipc.data.batching import BatchPreprocessor
 
 logger = logging.getLogger("benchmark")
 
@@ -165,14 +166,13 @@ def measure_training(plan: Plan, results: dict) -> None:
         results["training"][key] = {**best, "rounds": [f["images_per_s"] for f in figs], "batch": plan.train_batch}
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     plan = QUICK if args.quick else FULL
     skip = {s for s in args.skip.split(",") if s}
     if skip - set(SECTIONS):
-        logger.error("--skip: unknown section(s) %s; expected %s", ", ".join(skip - set(SECTIONS)), ", ".join(SECTIONS))
-        return 2
+        raise UsageError(f"--skip: unknown section(s) {', '.join(skip - set(SECTIONS))}; "
+                         f"expected {', '.join(SECTIONS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -219,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out / 'results.json'}, {', '.join(p.name for p in written)} "
           f"in {results['meta']['wall_s']:.0f} s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

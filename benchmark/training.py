@@ -14,9 +14,9 @@ import importlib.util
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +34,7 @@ def _paddle_step(model_name: str, batch: int, to_static: bool) -> Callable[[], f
     import numpy as np
     import paddle
 
-    from model import build_model
+    from mobilenetv3_tipc.model import build_model
 
     paddle.seed(0)
     net = build_model(model_name, num_classes=1000)
@@ -82,15 +82,9 @@ def _torch_step(model_name: str, batch: int) -> Callable[[], float]:
 
 def measure(step: Callable[[], float], batch: int, warmup: int, steps: int) -> dict[str, float]:
     """Median images/s over ``steps`` timed steps after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    median = times[len(times) // 2] if len(times) % 2 else sum(times[len(times) // 2 - 1:len(times) // 2 + 1]) / 2
+    from mobilenetv3_tipc.inference.timing_report import time_calls
+
+    median = statistics.median(time_calls(step, steps, warmup))
     return {"images_per_s": round(batch / median, 3), "median_step_s": round(median, 4), "steps": steps}
 
 

@@ -1,4 +1,4 @@
-"""The agreement gate (deploy/agreement.py, tools/check_agreement.py).
+"""The agreement gate (mobilenetv3_tipc/inference/agreement.py, tools/check_agreement.py).
 
 Passes on a real paddle2onnx conversion; fails when the ONNX file is perturbed
 (one initializer rewritten) or corrupted, and when the reference weights differ
@@ -15,16 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.agreement import BackendResult, all_agree, compare, format_table, verdict
-from tests.helpers import run_python
-from tests.test_onnx_infer import OnnxModel, build_onnx_model
+from mobilenetv3_tipc.inference.agreement import BackendResult, all_agree, compare, format_table, verdict
+from tests.fixtures.onnx_model import OnnxModel
+from tests.fixtures.processes import run_python
 
 TABLE_ROW = re.compile(r"^(?P<name>\S+)(?: \(reference\))?\s+(?P<top1>\d+/\d+)\s+(?P<diff>\S+)\s+(?P<result>\S+)$")
 
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory: pytest.TempPathFactory, lite_data: Path) -> OnnxModel:
-    return build_onnx_model(tmp_path_factory.getbasetemp(), lite_data)
 
 
 def _gate_args(model: OnnxModel, onnx_file: Path | None = None, weights: Path | None = None) -> list[str]:

@@ -8,8 +8,8 @@ import numpy as np
 import paddle
 import pytest
 
-from model import build_model
-from tests.helpers import run_python
+from mobilenetv3_tipc.model import build_model
+from tests.fixtures.processes import run_python
 from tools.convert_torchvision import ConversionError, convert_state_dict, paddle_key
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.ptq_python import compare_int8, post_quant
-from tests.conftest import run_script
+from mobilenetv3_tipc.quantization import compare_int8, post_quant
+from tests.fixtures.workspace import run_script
 
 MODEL = "mobilenet_v3_small"
 CONFIG = f"test_tipc/configs/{MODEL}/train_ptq_infer_python.txt"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.options import cuda_available
-from tests.test_serving_support import REPO, lite_images, tiny_models
+from mobilenetv3_tipc.hardware import cuda_available
+from tests.fixtures.serving import REPO, lite_images, tiny_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.tipc]
 

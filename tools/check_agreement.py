@@ -25,13 +25,12 @@ import math
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from deploy.agreement import (  # noqa: E402
+from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, UsageError, add_flag, auto_or_bool, run_main
+from mobilenetv3_tipc.data.preprocess import CROP_SIZE, RESIZE_SIZE, list_images, preprocess
+from mobilenetv3_tipc.export import layout
+from mobilenetv3_tipc.inference.agreement import (
     BACKEND_ERRORS,
     DEFAULT_TOLERANCE,
     BackendResult,
@@ -41,14 +40,6 @@ from deploy.agreement import (  # noqa: E402
     format_table,
     reference_strength,
     verdict,
-)
-from deploy.options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_bool_flag  # noqa: E402
-from vision.preprocess import (  # noqa: E402
-    CROP_SIZE,
-    RESIZE_SIZE,
-    ImageDecodeError,
-    list_images,
-    preprocess,
 )
 
 logger = logging.getLogger("check_agreement")
@@ -61,33 +52,36 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None,
                         help=f"model name (default: model_info.json of --model-dir, else {DEFAULT_MODEL})")
     parser.add_argument("--pretrained", required=True, help="weights (.pdparams) of the reference dygraph model")
-    parser.add_argument("--num-classes", "--num_classes", type=int, default=None,
+    add_flag(parser, "num-classes", type=int, default=None,
                         help="classes (default: read from the weights)")
     parser.add_argument("--scale", type=float, default=None,
                         help="width multiplier (default: model_info.json of --model-dir, else 1.0)")
-    parser.add_argument("--model-dir", "--model_dir", default=None,
+    add_flag(parser, "model-dir", default=None,
                         help="exported Paddle model (inference.json + .pdiparams) to run with Paddle Inference")
-    parser.add_argument("--onnx-file", "--onnx_file", default=None, help="ONNX model to run with ONNX Runtime")
-    parser.add_argument("--img-path", "--img_path", default="./images/demo.jpg",
+    add_flag(parser, "onnx-file", default=None, help="ONNX model to run with ONNX Runtime")
+    add_flag(parser, "img-path", default="./images/demo.jpg",
                         help="an image, a folder, or a folder of class folders (default: %(default)s)")
-    parser.add_argument("--max-images", "--max_images", type=int, default=0,
+    add_flag(parser, "max-images", type=int, default=0,
                         help="use at most this many images (default: 0 = all)")
-    parser.add_argument("--batch-size", "--batch_size", type=int, default=8, help="images per run (default: 8)")
-    parser.add_argument("--tolerance", "--atol", type=float, default=DEFAULT_TOLERANCE,
+    add_flag(parser, "batch-size", type=int, default=8, help="images per run (default: 8)")
+    add_flag(parser, "tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="largest allowed |p_backend - p_reference| (default: %(default)g, for fp32)")
-    parser.add_argument("--cpu-threads", "--cpu_threads", type=int, default=0,
+    add_flag(parser, "cpu-threads", type=int, default=0,
                         help="CPU threads of Paddle Inference and ONNX Runtime (default: 0 = every core)")
-    add_bool_flag(parser, "--enable-mkldnn", "--enable_mkldnn", default=True, help="Paddle Inference with oneDNN")
-    parser.add_argument("--resize-size", "--resize_size", type=int, default=RESIZE_SIZE, help="default: 256")
-    parser.add_argument("--crop-size", "--crop_size", type=int, default=CROP_SIZE, help="default: 224")
-    parser.add_argument("--save-json", "--save_json", default=None, help="also write the results to this JSON file")
+    add_flag(parser, "enable-mkldnn", type=auto_or_bool, nargs="?", const=True, default=None, metavar="BOOL",
+             help="Paddle Inference: oneDNN on (True) or off (False) (default: the engine infer.py picks)")
+    add_flag(parser, "use-openvino", type=auto_or_bool, nargs="?", const=True, default=None, metavar="auto|BOOL",
+             help="Paddle Inference on the OpenVINO engine (default: auto)")
+    add_flag(parser, "resize-size", type=int, default=RESIZE_SIZE, help="default: 256")
+    add_flag(parser, "crop-size", type=int, default=CROP_SIZE, help="default: 224")
+    add_flag(parser, "save-json", default=None, help="also write the results to this JSON file")
     return parser
 
 
 def _model_info(model_dir: str | None) -> dict[str, object]:
     if not model_dir:
         return {}
-    path = Path(model_dir) / "model_info.json"
+    path = Path(model_dir) / layout.MODEL_INFO
     if not path.is_file():
         return {}
     try:
@@ -116,12 +110,13 @@ def _check_inputs(args: argparse.Namespace) -> str | None:
 
 def _load_backends(args: argparse.Namespace) -> tuple[dict[str, Predictor], list[BackendResult]]:
     """Backends that loaded, and a failed result for each one that did not."""
-    from deploy.inference_python.predictor import InferenceOptions, PaddlePredictor
-    from deploy.onnx_python.predictor import OnnxPredictor
+    from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
+    from mobilenetv3_tipc.inference.paddle_predictor import InferenceOptions, PaddlePredictor
 
     loaders = []
     if args.model_dir:
-        options = InferenceOptions(enable_mkldnn=args.enable_mkldnn, cpu_threads=args.cpu_threads)
+        options = InferenceOptions(enable_mkldnn=args.enable_mkldnn, use_openvino=args.use_openvino,
+                                   cpu_threads=args.cpu_threads)
         loaders.append(("paddle_inference", lambda: PaddlePredictor(args.model_dir, options)))
     if args.onnx_file:
         loaders.append(("onnxruntime", lambda: OnnxPredictor(args.onnx_file, threads=args.cpu_threads)))
@@ -136,35 +131,24 @@ def _load_backends(args: argparse.Namespace) -> tuple[dict[str, Predictor], list
     return backends, failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+def run(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
     problem = _check_inputs(args)
     if problem:
-        logger.error("%s", problem)
-        return EXIT_USAGE
+        raise UsageError(problem)
     info = _model_info(args.model_dir)
     model_name = args.model or str(info.get("model") or DEFAULT_MODEL)
     scale = args.scale if args.scale is not None else float(info.get("scale") or 1.0)
-    try:
-        images = list_images(args.img_path)[: args.max_images or None]
-    except FileNotFoundError as exc:
-        logger.error("%s", exc)
-        return EXIT_USAGE
-    try:
-        arrays = [preprocess(p, resize_size=args.resize_size, crop_size=args.crop_size) for p in images]
-    except ImageDecodeError as exc:
-        logger.error("%s", exc)
-        return EXIT_FAILED
+    images = list_images(args.img_path)[: args.max_images or None]
+    arrays = [preprocess(p, resize_size=args.resize_size, crop_size=args.crop_size) for p in images]
     batches = [np.stack(arrays[i:i + args.batch_size]) for i in range(0, len(arrays), args.batch_size)]
 
-    from deploy.agreement import DygraphReference
+    from mobilenetv3_tipc.inference.agreement import DygraphReference
 
     try:
         reference = DygraphReference(model_name, args.pretrained, num_classes=args.num_classes, scale=scale)
     except (FileNotFoundError, IsADirectoryError, ValueError, KeyError) as exc:
-        logger.error("reference model: %s", exc)
-        return EXIT_USAGE
+        raise UsageError(f"reference model: {exc}") from exc
     backends, load_failures = _load_backends(args)
     names = [str(p) for p in images]
     ref, results = compare_backends(reference, backends, batches, names, tolerance=args.tolerance)
@@ -174,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"agreement gate: {len(names)} images from {args.img_path}; reference = dygraph {model_name} "
           f"(scale {scale}) from {args.pretrained}, {ref.shape[1]} classes")
+    for backend in backends.values():
+        if hasattr(backend, "engine_line"):
+            print(backend.engine_line())
     print(format_table(results, args.tolerance))
     strength = reference_strength(ref)
     print(f"reference mean top-1 probability: {strength:.4f} (uniform would be {1.0 / ref.shape[1]:.4f})")
@@ -187,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_json:
         _save_json(args.save_json, results, args.tolerance, names)
     return EXIT_OK if all_agree(results) else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv, usage_errors=(FileNotFoundError,))
 
 
 def _save_json(path: str, results: list[BackendResult], tolerance: float, names: list[str]) -> None:

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from mobilenetv3_tipc.cli import EXIT_OK, run_main
 
 logger = logging.getLogger("convert_torchvision")
 
@@ -100,27 +98,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+def run(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
     import paddle
 
-    from model import build_model
+    from mobilenetv3_tipc.model import build_model
 
-    try:
-        torch_state = load_torch_state(args.src)
-        classifier = torch_state.get("classifier.3.weight")
-        num_classes = int(classifier.shape[0]) if classifier is not None else 1000
-        net = build_model(args.model, num_classes=num_classes, scale=args.scale)
-        converted = convert_state_dict(torch_state, net)
-    except (FileNotFoundError, RuntimeError, ValueError) as exc:
-        logger.error("%s", exc)
-        return 1
+    torch_state = load_torch_state(args.src)
+    classifier = torch_state.get("classifier.3.weight")
+    num_classes = int(classifier.shape[0]) if classifier is not None else 1000
+    net = build_model(args.model, num_classes=num_classes, scale=args.scale)
+    converted = convert_state_dict(torch_state, net)
     net.set_state_dict({key: paddle.to_tensor(value) for key, value in converted.items()})
     Path(args.dst).parent.mkdir(parents=True, exist_ok=True)
     paddle.save(net.state_dict(), args.dst)
     logger.info("converted %d tensors (%d classes) from %s to %s", len(converted), num_classes, args.src, args.dst)
-    return 0
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

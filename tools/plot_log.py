@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from mobilenetv3_tipc.cli import EXIT_OK, run_main
+
 logger = logging.getLogger("plot_log")
 
 
@@ -59,18 +61,17 @@ def plot(records: list[dict[str, float]], out: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def run(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
     log = Path(args.log)
     out = Path(args.out) if args.out else log.with_name("training_curves.png")
-    try:
-        plot(read_records(log), out)
-    except (OSError, ValueError, KeyError) as exc:
-        logger.error("%s", exc)
-        return 1
+    plot(read_records(log), out)
     logger.info("wrote %s", out)
-    return 0
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":
