@@ -15,7 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import ChainRun, run_script
+
+from tests.fixtures.workspace import ChainRun, run_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.tipc]
 

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_repo, make_tipc_env
+
+from tests.fixtures.workspace import copy_repo, make_tipc_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.tipc]
 
