@@ -33,8 +33,8 @@ from mobilenetv3_tipc.tipc.runner import FolderLock, LockBusy, quote_command, st
 MODES = (*TRAIN_MODES, *INFER_MODES, "paddle2onnx_infer", "serving_infer")
 LITE_TAR = Path("test_images/lite_data.tar")
 LITE_DIR = Path("lite_data")
-MODULES = {"paddle2onnx_infer": ("onnxruntime", "paddle2onnx", "onnx"), "serving_infer": ("fastapi", "uvicorn",
-                                                                                          "requests")}
+MODULES = {"paddle2onnx_infer": ("onnxruntime", "paddle2onnx", "onnx"),
+           "serving_infer": ("starlette", "uvicorn", "requests")}
 
 
 class PrepareError(Exception):
