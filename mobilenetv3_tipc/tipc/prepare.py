@@ -28,7 +28,7 @@ from mobilenetv3_tipc.tipc.chain import (
     step_python,
 )
 from mobilenetv3_tipc.tipc.config import Config, is_null, mode_value
-from mobilenetv3_tipc.tipc.runner import FolderLock, LockBusy, quote_command, step_timeout
+from mobilenetv3_tipc.tipc.runner import FolderLock, LockBusy, die_with_parent, quote_command, step_timeout
 
 MODES = (*TRAIN_MODES, *INFER_MODES, "paddle2onnx_infer", "serving_infer")
 LITE_TAR = Path("test_images/lite_data.tar")
@@ -196,7 +196,7 @@ class Prepare:
                  f"({quote_command(runs[0].train)}, log {log})")
             with open(log, "wb") as handle:
                 rc = subprocess.run(runs[0].train, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                                    check=False, timeout=step_timeout()).returncode
+                                    check=False, timeout=step_timeout(), preexec_fn=die_with_parent).returncode
             weights = run_dir / "latest.pdparams"
             if rc != 0 or not weights.is_file():
                 raise PrepareError(f"training the {self.model} weights failed (exit {rc}); see {log}")

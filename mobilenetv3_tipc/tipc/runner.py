@@ -67,7 +67,8 @@ def step_timeout() -> int:
     return DEFAULT_STEP_TIMEOUT
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """PR_SET_PDEATHSIG: the child gets SIGTERM when this process dies."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -190,7 +191,7 @@ class Run:
         with open(log, "wb") as handle:
             return subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                cwd=cwd or self.cwd, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                cwd=cwd or self.cwd, env=env, start_new_session=True, preexec_fn=die_with_parent,
             )
 
     def step(self, argv: Sequence[str], log: Path, group: str = "", cwd: Path | None = None,
@@ -258,7 +259,7 @@ class Run:
         with open(log, "ab") as handle:
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
                                     cwd=cwd or self.cwd, env=env, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=die_with_parent)
         self.background.append(proc)
         return proc
 
