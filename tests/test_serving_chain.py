@@ -79,7 +79,7 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images = lite_images(base)
     work = tmp_path_factory.mktemp("serving_chain") / "repo"
     ignore = shutil.ignore_patterns("__pycache__", "output")
-    for name in ("deploy", "vision", "test_tipc", "model", "tools", "mobilenetv3_tipc"):
+    for name in ("deploy", "test_tipc", "tools", "mobilenetv3_tipc"):
         shutil.copytree(REPO / name, work / name, ignore=ignore)
     shutil.copytree(model_dir, work / "inference" / "tiny_infer")
     shutil.copytree(images[0].parents[1], work / "lite_data" / "val")
