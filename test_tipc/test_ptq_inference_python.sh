@@ -5,7 +5,7 @@
 #   bash test_tipc/test_ptq_inference_python.sh [CONFIG] [MODE]
 #
 # MODE: whole_infer (default) | klquant_whole_infer (KL calibration, also for a train-layout
-# config's kl_quant line). Steps:
+# config's kl_quant line) | any other word (names the output folder). Steps:
 #   1. legacy float export of train_model (tools/export_model.py --legacy-format)
 #   2. calibration (quant_post / Step6 PTQ line / kl_quant: deploy/ptq_python/post_quant.py)
 #   3. int8 inference matrix on the quantized model (the defining step)

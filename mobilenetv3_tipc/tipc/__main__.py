@@ -62,7 +62,7 @@ def run_chain(kind: str, argv: list[str]) -> int:
         gpu_id, rest = rest[0], rest[1:]
     if rest:
         raise UsageError(f"usage: {USAGE[kind]}")
-    ctx = make_context(kind, config, mode, RESULTS[kind], modes=None if kind in ("paddle2onnx", "serving") else modes)
+    ctx = make_context(kind, config, mode, RESULTS[kind], modes=modes if kind == "train" else None)
     if gpu_id:
         if ctx.mode != "whole_infer" or not gpu_id.replace(",", "").isdigit():
             raise UsageError("GPU_ID (card ids like 0 or 0,1) is read in whole_infer only, as upstream")
