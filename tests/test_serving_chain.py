@@ -177,3 +177,29 @@ def test_interrupted_chain_stops_its_server(small_workspace: Path, tipc_env: dic
     results = results_of(small_workspace, "interrupted").splitlines()
     assert results[-1].endswith("(interrupted by SIGTERM)"), results
     assert (small_workspace / "test_tipc/output/tiny/interrupted/results_serving.xml").is_file()
+
+
+def test_killed_chain_leaves_no_server(small_workspace: Path, tipc_env: dict[str, str]) -> None:
+    """SIGKILL of the chain: the server gets PR_SET_PDEATHSIG / --watch-parent and exits by itself."""
+    config = write_chain_config(small_workspace, "killed", ready_timeout="120")
+    proc = subprocess.Popen(["bash", "test_tipc/test_serving.sh", config, "killed"], cwd=small_workspace,
+                            env=tipc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server_pid = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            match = re.search(r"started the cpu server: pid (\d+)", line)
+            if match:
+                server_pid = int(match.group(1))
+                break
+        assert server_pid is not None
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    deadline = time.monotonic() + 60
+    while server_pids(small_workspace) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server_pids(small_workspace) == []
