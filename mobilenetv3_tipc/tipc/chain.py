@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +205,7 @@ def execute(ctx: Context, body, banner: str) -> int:  # noqa: ANN001 - body(ctx,
             return exc.exit_code
         run.stop_background()
         if run.signum is not None:
-            run.fail("chain", f"interrupted by {run.signum}", group="verdict")
+            run.fail("chain", f"interrupted by {signal.Signals(run.signum).name}", group="verdict")
             run.results.finish()
             return 128 + run.signum
         return run.results.finish()
