@@ -746,3 +746,15 @@ def test_step6_amp_and_fleet_layouts(tmp_path: Path, name: str) -> None:
         assert calls[0].startswith("-m paddle.distributed.launch --nproc_per_node 2 --log_dir ")
         multinode = [line for line in lines if "--ips=192.168.0.1,192.168.0.2" in line]
         assert multinode and multinode[0].endswith("(multi-node needs hosts 192.168.0.1,192.168.0.2)")
+
+
+def test_log_names_from_a_hostile_config_stay_in_the_output_folder(tmp_path: Path) -> None:
+    text = (LAYOUTS / "step6_train_infer_python.txt").read_text().replace(
+        "trainer:norm_train\nnorm_train:train.py", "trainer:../../../escape_train\n../../../escape_train:train.py")
+    result, root, calls = dry_run(tmp_path, text, "test_train_inference_python.sh", "lite_train_lite_infer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = (root / "test_tipc/output/mobilenet_v3_small/lite_train_lite_infer").resolve()
+    logs = [Path(line.rsplit(" - ", 1)[1].split("!")[0]) for line in status_lines(
+        root, "mobilenet_v3_small", "lite_train_lite_infer") if "(not run)" not in line]
+    assert logs and all(out in (root / log).resolve().parents for log in logs), logs
+    assert not list(tmp_path.glob("escape*")) and not list(root.glob("escape*"))
