@@ -56,48 +56,48 @@ logger = logging.getLogger("train")
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="MobileNetV3 classification training", add_help=add_help)
-    parser.add_argument("--data-path", default="./data", help="data set root with train/ and val/ (default: ./data)")
-    parser.add_argument("--data-layout", choices=("auto", "folder", "list"), default="auto",
-                        help="class folders or train_list.txt/val_list.txt (default: auto)")
-    parser.add_argument("--model", default="mobilenet_v3_small", help=f"one of {', '.join(model_names())}")
-    parser.add_argument("--scale", type=float, default=1.0, help="width multiplier (default: 1.0)")
-    parser.add_argument("--device", default="gpu", choices=("cpu", "gpu"),
-                        help="cpu or gpu (default: gpu, as upstream; gpu without CUDA exits 77)")
-    parser.add_argument("-b", "--batch-size", type=int, default=256, help="images per process per step")
-    parser.add_argument("--epochs", type=int, default=90, help="total epochs (default: 90)")
-    parser.add_argument("-j", "--workers", type=int, default=2, help="data-loading worker processes (default: 2)")
-    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default: 0.1)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    parser.add_argument("--wd", "--weight-decay", type=float, default=1e-4, dest="weight_decay",
-                        help="L2 weight decay (default: 1e-4)")
-    parser.add_argument("--lr-step-size", type=int, default=30, help="decay the lr every N epochs (default: 30)")
-    parser.add_argument("--lr-gamma", type=float, default=0.1, help="lr decay factor (default: 0.1)")
-    parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0.0)")
-    parser.add_argument("--output-dir", default=".", help="where checkpoints and logs go (default: .)")
-    parser.add_argument("--pretrained", default=None, help="initial weights (.pdparams); the weights to test")
-    parser.add_argument("--resume", default=None, help="continue from a checkpoint (e.g. OUT/latest.pdparams)")
-    parser.add_argument("--start-epoch", type=int, default=0, help="first epoch number (default: 0)")
-    parser.add_argument("--print-freq", type=int, default=10, help="log every N iterations (default: 10)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
-    parser.add_argument("--test-only", action="store_true", help="only evaluate --pretrained on the val split")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on GPU)")
+    add_flag(parser, "data-path", default="./data", help="data set root with train/ and val/ (default: ./data)")
+    add_flag(parser, "data-layout", choices=("auto", "folder", "list"), default="auto",
+             help="class folders or train_list.txt/val_list.txt (default: auto)")
+    add_flag(parser, "model", default="mobilenet_v3_small", help=f"one of {', '.join(model_names())}")
+    add_flag(parser, "scale", type=float, default=1.0, help="width multiplier (default: 1.0)")
+    add_flag(parser, "device", default="gpu", choices=("cpu", "gpu"),
+             help="cpu or gpu (default: gpu, as upstream; gpu without CUDA exits 77)")
+    add_flag(parser, "batch-size", "-b", type=int, default=256, help="images per process per step")
+    add_flag(parser, "epochs", type=int, default=90, help="total epochs (default: 90)")
+    add_flag(parser, "workers", "-j", type=int, default=2, help="data-loading worker processes (default: 2)")
+    add_flag(parser, "lr", type=float, default=0.1, help="initial learning rate (default: 0.1)")
+    add_flag(parser, "momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    add_flag(parser, "weight-decay", "wd", type=float, default=1e-4, dest="weight_decay",
+             help="L2 weight decay (default: 1e-4)")
+    add_flag(parser, "lr-step-size", type=int, default=30, help="decay the lr every N epochs (default: 30)")
+    add_flag(parser, "lr-gamma", type=float, default=0.1, help="lr decay factor (default: 0.1)")
+    add_flag(parser, "label-smoothing", type=float, default=0.0, help="label smoothing (default: 0.0)")
+    add_flag(parser, "output-dir", default=".", help="where checkpoints and logs go (default: .)")
+    add_flag(parser, "pretrained", default=None, help="initial weights (.pdparams); the weights to test")
+    add_flag(parser, "resume", default=None, help="continue from a checkpoint (e.g. OUT/latest.pdparams)")
+    add_flag(parser, "start-epoch", type=int, default=0, help="first epoch number (default: 0)")
+    add_flag(parser, "print-freq", type=int, default=10, help="log every N iterations (default: 10)")
+    add_flag(parser, "seed", type=int, default=None, help="random seed for reproducible runs")
+    add_flag(parser, "test-only", action="store_true", help="only evaluate --pretrained on the val split")
+    add_flag(parser, "amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on GPU)")
     add_flag(parser, "amp-level", default=None, choices=("O1", "O2"),
-                        help="AMP level; giving it implies --amp (default: O1)")
-    parser.add_argument("--num-classes", type=int, default=None, help="classes (default: from the data set)")
-    parser.add_argument("--train-crop-size", type=int, default=224, help="default: 224")
-    parser.add_argument("--random-crop-scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"),
-                        help="area range of RandomResizedCrop (default: 0.08 1.0)")
-    parser.add_argument("--val-resize-size", type=int, default=256, help="default: 256")
-    parser.add_argument("--val-crop-size", type=int, default=224, help="default: 224")
-    parser.add_argument("--bn-recalibration-batches", type=int, default=0, metavar="N",
-                        help="after each epoch, recompute BatchNorm statistics as the plain average over N "
-                             "training batches (precise BN; useful for very short runs, whose running "
-                             "statistics are still mostly their initial values) (default: 0 = off)")
+             help="AMP level; giving it implies --amp (default: O1)")
+    add_flag(parser, "num-classes", type=int, default=None, help="classes (default: from the data set)")
+    add_flag(parser, "train-crop-size", type=int, default=224, help="default: 224")
+    add_flag(parser, "random-crop-scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"),
+             help="area range of RandomResizedCrop (default: 0.08 1.0)")
+    add_flag(parser, "val-resize-size", type=int, default=256, help="default: 256")
+    add_flag(parser, "val-crop-size", type=int, default=224, help="default: 224")
+    add_flag(parser, "bn-recalibration-batches", type=int, default=0, metavar="N",
+             help="after each epoch, recompute BatchNorm statistics as the plain average over N "
+                  "training batches (precise BN; useful for very short runs, whose running "
+                  "statistics are still mostly their initial values) (default: 0 = off)")
     add_flag(parser, "pact-quant", action="store_true",
-                        help="quant-aware training (int8) with PACT activation clipping, from --pretrained "
-                             "float weights; export with tools/export_model.py --pact_quant")
-    parser.add_argument("--quant", action="store_true",
-                        help="quant-aware training (int8) without PACT; export with tools/export_model.py --quant")
+             help="quant-aware training (int8) with PACT activation clipping, from --pretrained "
+                  "float weights; export with tools/export_model.py --pact_quant")
+    add_flag(parser, "quant", action="store_true",
+             help="quant-aware training (int8) without PACT; export with tools/export_model.py --quant")
     return parser
 
 

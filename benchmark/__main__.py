@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -82,6 +83,12 @@ def runs_for(plan: Plan, batch: int) -> int:
     return max(4, plan.runs // batch) if batch > 1 else plan.runs
 
 
+def engine_name(line: str) -> str:
+    """``openvino`` from ``inference engine: openvino (...)``; other descriptions as they are."""
+    match = re.match(r"inference engine: (\S+) \(", line)
+    return match[1] if match else line
+
+
 def measure_inference(plan: Plan, files: paths.ModelFiles, jpeg: bytes, results: dict) -> None:
     """Model-only figures at every thread count and batch; end-to-end figures at the largest thread count."""
     rng = np.random.default_rng(0)
@@ -95,7 +102,8 @@ def measure_inference(plan: Plan, files: paths.ModelFiles, jpeg: bytes, results:
                 logger.warning("%s: unavailable (%s)", name, exc)
                 results["model_only"][name] = {"unavailable": str(exc)}
                 continue
-            results["meta"]["engines"][name] = engine
+            results["meta"]["engine_lines"][f"{name}/t{threads}"] = engine
+            results["meta"]["engines"][name] = engine_name(engine)
         reference = runners["dygraph"](inputs[plan.batches[-1]])
         for name, run in runners.items():
             diff = float(np.abs(run(inputs[plan.batches[-1]]) - reference).max())
@@ -185,7 +193,7 @@ def run(argv: list[str] | None) -> int:
                  "platform": platform.platform(), "python": platform.python_version(),
                  "paddle": paddle.__version__, "onnxruntime": onnxruntime.__version__,
                  "load_average_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
-                 "weights": "random", "engines": {}, "max_abs_diff_vs_dygraph": {}},
+                 "weights": "random", "engines": {}, "engine_lines": {}, "max_abs_diff_vs_dygraph": {}},
         "model_only": {}, "end_to_end": {}, "preprocess_only": {}, "single_image_latency": {}, "training": {},
         "serving": {}, "chain": {},
     }

@@ -116,7 +116,7 @@ def _paddle(files: ModelFiles, variant: str, threads: int) -> tuple[Runner, str]
         predictor = create_cpu_predictor(files.infer_dir, variant, cpu_threads=threads)
     except UnsupportedConfig as exc:
         raise PathUnavailable(str(exc)) from exc
-    return predictor.run, predictor.engine
+    return predictor.run, predictor.engine_line()
 
 
 def _onnx_raw(files: ModelFiles, threads: int) -> Runner:
@@ -134,7 +134,10 @@ def _onnx_raw(files: ModelFiles, threads: int) -> Runner:
 
 
 def build_path(path: str, files: ModelFiles, threads: int) -> tuple[Runner, str]:
-    """``(run, engine)`` for one of :data:`PATHS` at ``threads`` CPU threads."""
+    """``(run, engine)`` for one of :data:`PATHS` at ``threads`` CPU threads.
+
+    ``engine`` is the predictor's ``inference engine: <name> (<settings>)`` line where there is one.
+    """
     if path == "dygraph":
         return _dygraph(files, threads), "paddle eager"
     if path.startswith("paddle-"):
@@ -142,7 +145,8 @@ def build_path(path: str, files: ModelFiles, threads: int) -> tuple[Runner, str]
     if path == "onnxruntime":
         from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
 
-        return OnnxPredictor(files.onnx_file, threads=threads).run, "deploy/onnx_python OnnxPredictor"
+        predictor = OnnxPredictor(files.onnx_file, threads=threads)
+        return predictor.run, predictor.engine_line()
     if path == "onnxruntime-raw":
         return _onnx_raw(files, threads), "onnxruntime.InferenceSession"
     raise ValueError(f"unknown path {path!r}; expected one of {', '.join(PATHS)}")

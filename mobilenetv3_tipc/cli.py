@@ -71,7 +71,12 @@ def auto_or_bool(value: str | bool) -> bool | None:
 
 
 def flag_spellings(name: str) -> list[str]:
-    """``"model-dir"`` -> ``["--model-dir", "--model_dir"]`` (one entry when the name has neither)."""
+    """``"model-dir"`` -> ``["--model-dir", "--model_dir"]`` (one entry when the name has neither).
+
+    A short option (``"-b"``) is kept as it is.
+    """
+    if name.startswith("-") and not name.startswith("--"):
+        return [name]
     bare = name.lstrip("-")
     dashed, underscored = f"--{bare.replace('_', '-')}", f"--{bare.replace('-', '_')}"
     return [dashed] if dashed == underscored else [dashed, underscored]
@@ -83,7 +88,7 @@ def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: st
     names: list[str] = []
     for one in (name, *aliases):
         names += [n for n in flag_spellings(one) if n not in names]
-    kwargs.setdefault("dest", names[0][2:].replace("-", "_"))
+    kwargs.setdefault("dest", flag_spellings(name)[0].lstrip("-").replace("-", "_"))
     return parser.add_argument(*names, **kwargs)
 
 

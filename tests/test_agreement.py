@@ -70,7 +70,7 @@ def test_gate_cli_passes_on_a_real_conversion(onnx_model: OnnxModel, tmp_path: P
 
 def test_gate_fails_on_a_perturbed_onnx_initializer(onnx_model: OnnxModel, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     perturbed = tmp_path / "perturbed.onnx"
     _perturb_initializer(onnx_model.onnx_file, perturbed)
@@ -85,7 +85,7 @@ def test_gate_fails_on_a_perturbed_onnx_initializer(onnx_model: OnnxModel, tmp_p
 
 def test_gate_fails_on_a_corrupted_onnx_file(onnx_model: OnnxModel, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     corrupted = tmp_path / "corrupted.onnx"
     data = bytearray(onnx_model.onnx_file.read_bytes())
@@ -99,7 +99,7 @@ def test_gate_fails_when_the_weights_differ_from_the_exported_model(onnx_model: 
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import paddle
 
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     state = paddle.load(str(onnx_model.weights))
     bias = state["classifier.3.bias"]
@@ -112,7 +112,7 @@ def test_gate_fails_when_the_weights_differ_from_the_exported_model(onnx_model: 
 
 
 def test_gate_usage_errors(onnx_model: OnnxModel, tmp_path: Path) -> None:
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     base = ["--pretrained", str(onnx_model.weights), "--img-path", str(onnx_model.lite_data / "val")]
     assert check_agreement.main(base) == 2  # nothing to compare

@@ -343,3 +343,28 @@ def test_hard_exit_when_the_grace_period_is_over(monkeypatch: pytest.MonkeyPatch
     assert wait_for(lambda: exits == [1], 5)
     time.sleep(0.3)
     assert exits == [1]
+
+
+def test_connection_caps_evict_the_longest_idle_and_refuse_only_when_all_are_busy() -> None:
+    from mobilenetv3_tipc.serving.connections import ConnectionGuard, ConnectionLimits
+
+    closed: list[str] = []
+
+    class Conn:
+        def __init__(self, host: str, last_active: float, busy: bool = False) -> None:
+            self.client, self.last_active, self.busy = (host, 1), last_active, busy
+
+        def close_for(self, reason: str) -> None:
+            closed.append(f"{self.client[0]}@{self.last_active}:{reason}")
+
+    guard = ConnectionGuard(ConnectionLimits(max_connections=3, max_connections_per_client=2))
+    assert guard.admit(Conn("a", 1.0)) and guard.admit(Conn("a", 2.0, busy=True))
+    assert guard.admit(Conn("a", 3.0))  # a's cap: the idle one (1.0) goes
+    assert closed == ["a@1.0:evicted_idle"]
+    assert guard.admit(Conn("b", 4.0)) and len(closed) == 1  # 3 open: at the total cap
+    assert guard.admit(Conn("c", 5.0))  # total cap: the longest idle (a@3.0) goes, not the busy a@2.0
+    assert closed[-1] == "a@3.0:evicted_idle"
+    for conn in list(guard._all):
+        conn.busy = True
+    assert not guard.admit(Conn("d", 6.0))  # every slot busy: refused
+    assert len(guard) == 3 and len(closed) == 2

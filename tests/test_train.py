@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -120,6 +121,8 @@ def test_two_process_cpu_training_writes_one_checkpoint(lite_data: Path, tmp_pat
     assert len(list(out.glob("*.pdparams"))) == 2  # latest + best, written once by rank 0
     assert "world size 2" in logs
     assert logs.count(" * Acc@1 ") == 1  # metrics reduced, printed by rank 0 only
+    checksums = re.findall(r"^param_checksum: ([0-9a-f]{64})$", logs, re.MULTILINE)
+    assert len(checksums) == 2 and checksums[0] == checksums[1], checksums  # every rank, same parameters
 
 
 def make_broken_copy(lite_data: Path, tmp_path: Path) -> Path:

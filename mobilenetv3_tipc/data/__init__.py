@@ -1,5 +1,6 @@
-"""Framework-free image handling shared by every path: predict, Paddle Inference, ONNX, serving.
+"""Image handling shared by every path: preprocessing, batching, labels, post-processing, data sets.
 
-Only numpy and Pillow are needed here, so deployment code that does not use
-Paddle (ONNX Runtime, the HTTP client) can import it.
+``preprocess``, ``batching``, ``labels`` and ``postprocess`` need only numpy and Pillow (and run on
+Python 3.9), so deployment code without Paddle (ONNX Runtime, the HTTP client, the Paddle Serving
+env) can import them; ``datasets`` and ``transforms`` are the training side and import Paddle.
 """

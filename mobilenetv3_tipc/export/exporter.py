@@ -41,16 +41,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="mobilenet_v3_small", help="model name (default: %(default)s)")
     parser.add_argument("--pretrained", default=None, help="weights (.pdparams) to export; random if omitted")
     add_flag(parser, "save-inference-dir", default="./inference",
-                        help="output directory (default: %(default)s)")
+             help="output directory (default: %(default)s)")
     add_flag(parser, "num-classes", type=int, default=None,
-                        help="classes (default: read from the weights, else 1000)")
+             help="classes (default: read from the weights, else 1000)")
     parser.add_argument("--scale", type=float, default=1.0, help="width multiplier (default: 1.0)")
     add_flag(parser, "img-size", type=int, default=CROP_SIZE, help="input size (default: 224)")
     parser.add_argument("--device", default="cpu", help="accepted for compatibility; export runs on CPU")
-    parser.add_argument("--legacy-format", action="store_true",
-                        help="write a legacy inference.pdmodel (FLAGS_enable_pir_api=0) instead of .json")
+    add_flag(parser, "legacy-format", action="store_true",
+             help="write a legacy inference.pdmodel (FLAGS_enable_pir_api=0) instead of .json")
     add_flag(parser, "pact-quant", action="store_true",
-                        help="--pretrained comes from train.py --pact_quant: export an int8 model")
+             help="--pretrained comes from train.py --pact_quant: export an int8 model")
     parser.add_argument("--quant", action="store_true",
                         help="--pretrained comes from train.py --quant: export an int8 model")
     return parser

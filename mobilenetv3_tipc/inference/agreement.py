@@ -41,7 +41,7 @@ REFERENCE_NAME = "dygraph"
 MAX_DETAILS = 5
 
 
-class Predictor(Protocol):
+class Backend(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
@@ -118,7 +118,7 @@ def compare(name: str, reference: np.ndarray, probs: np.ndarray, image_names: Se
     return result
 
 
-def run_batches(backend: Predictor, batches: Sequence[np.ndarray]) -> np.ndarray:
+def run_batches(backend: Backend, batches: Sequence[np.ndarray]) -> np.ndarray:
     """Concatenate ``backend.run`` over ``batches``."""
     return np.concatenate([np.asarray(backend.run(batch), dtype=np.float32) for batch in batches], axis=0)
 
@@ -128,8 +128,8 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, OSE
 
 
 def compare_backends(
-    reference: Predictor,
-    backends: Mapping[str, Predictor],
+    reference: Backend,
+    backends: Mapping[str, Backend],
     batches: Sequence[np.ndarray],
     image_names: Sequence[str],
     tolerance: float = DEFAULT_TOLERANCE,

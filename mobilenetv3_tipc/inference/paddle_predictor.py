@@ -82,6 +82,32 @@ class PaddlePredictor(Predictor):
             self._input_dims = read_input_dims(program)
         # run() compares a batch's (C, H, W) with this first and checks in full only on a mismatch
         self._input_tail = tuple(self._input_dims[1:]) if self._input_dims else ()
+        config = self._engine_config(inference, program, params)
+        config.switch_ir_optim(opts.ir_optim)
+        if program.suffix == ".pdmodel":
+            config.enable_memory_optim()  # safe for legacy programs only
+        config.disable_glog_info()
+        self.config = config
+        self.program = program
+        if self.engine == "openvino":
+            # OpenVINO caches its compiled model in the "optim cache dir" (default: ./__cache__,
+            # 10 MB per model). The cache does not make loading faster here, so it goes to a
+            # scratch directory that is removed once the engine is built.
+            with tempfile.TemporaryDirectory(prefix="paddle_openvino_") as cache:
+                config.set_optim_cache_dir(cache)
+                self.predictor = inference.create_predictor(config)
+        else:
+            self.predictor = inference.create_predictor(config)
+        self.input_name = self.predictor.get_input_names()[0]
+        self.output_name = self.predictor.get_output_names()[0]
+        self._input = self.predictor.get_input_handle(self.input_name)
+        self._output = self.predictor.get_output_handle(self.output_name)
+        logger.info("loaded %s (engine %s, input %s, output %s)", program, self.engine, self.input_name,
+                    self.output_name)
+
+    def _engine_config(self, inference: object, program: Path, params: Path) -> object:
+        """A ``paddle.inference.Config`` set up for :attr:`engine`."""
+        opts = self.options
         config = inference.Config(str(program), str(params))
         if self.engine in ("gpu", "tensorrt"):
             config.enable_use_gpu(opts.gpu_mem_mb, opts.gpu_id)
@@ -111,27 +137,7 @@ class PaddlePredictor(Predictor):
                     config.enable_mkldnn_int8()
             else:
                 config.disable_mkldnn()
-        config.switch_ir_optim(opts.ir_optim)
-        if program.suffix == ".pdmodel":
-            config.enable_memory_optim()  # safe for legacy programs only
-        config.disable_glog_info()
-        self.config = config
-        self.program = program
-        if self.engine == "openvino":
-            # OpenVINO caches its compiled model in the "optim cache dir" (default: ./__cache__,
-            # 10 MB per model). The cache does not make loading faster here, so it goes to a
-            # scratch directory that is removed once the engine is built.
-            with tempfile.TemporaryDirectory(prefix="paddle_openvino_") as cache:
-                config.set_optim_cache_dir(cache)
-                self.predictor = inference.create_predictor(config)
-        else:
-            self.predictor = inference.create_predictor(config)
-        self.input_name = self.predictor.get_input_names()[0]
-        self.output_name = self.predictor.get_output_names()[0]
-        self._input = self.predictor.get_input_handle(self.input_name)
-        self._output = self.predictor.get_output_handle(self.output_name)
-        logger.info("loaded %s (engine %s, input %s, output %s)", program, self.engine, self.input_name,
-                    self.output_name)
+        return config
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._input_dims is not None and batch.shape[1:] != self._input_tail:

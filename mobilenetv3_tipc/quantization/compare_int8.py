@@ -49,14 +49,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_flag(parser, "batch-size", type=int, default=8, help="default: 8")
     add_flag(parser, "cpu-threads", type=int, default=0, help="default: 0 = all cores")
     add_flag(parser, "min-top1-agreement", type=float, default=0.75,
-                        help="fail below this fraction of equal top-1 classes (default: 0.75)")
+             help="fail below this fraction of equal top-1 classes (default: 0.75)")
     add_flag(parser, "max-mean-abs-diff", type=float, default=0.02,
-                        help="fail above this mean |float prob - int8 prob| (default: 0.02)")
+             help="fail above this mean |float prob - int8 prob| (default: 0.02)")
     add_flag(parser, "latency-batch-sizes", type=int, nargs="*", default=[1, 8],
-                        help="batch sizes to time (default: 1 8)")
+             help="batch sizes to time (default: 1 8)")
     add_flag(parser, "latency-runs", type=int, default=20,
-                        help="timed runs per model and batch size, after 3 warm-up runs; 0 = no timing "
-                             "(default: 20)")
+             help="timed runs per model and batch size, after 3 warm-up runs; 0 = no timing "
+                  "(default: 20)")
     return parser
 
 

@@ -97,9 +97,13 @@ def guarded_protocol(guard: ConnectionGuard) -> type[HttpToolsProtocol]:
     limits = guard.limits
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        busy = False  # a request is in progress (head received, response not complete)
         last_active = 0.0
         _timer: asyncio.TimerHandle | None = None
+
+        @property
+        def busy(self) -> bool:
+            """A request in progress or pipelined behind one: not a connection to evict."""
+            return (self.cycle is not None and not self.cycle.response_complete) or bool(self.pipeline)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -123,7 +127,6 @@ def guarded_protocol(guard: ConnectionGuard) -> type[HttpToolsProtocol]:
                 self._arm(limits.header_timeout_s, "header_timeout")
 
         def on_headers_complete(self) -> None:
-            self.busy = True
             super().on_headers_complete()
             self._arm(limits.body_timeout_s + BODY_BACKSTOP_S, "body_timeout")
 
@@ -132,7 +135,6 @@ def guarded_protocol(guard: ConnectionGuard) -> type[HttpToolsProtocol]:
             self._disarm()
 
         def on_response_complete(self) -> None:
-            self.busy = False
             self.last_active = self.loop.time()
             super().on_response_complete()
 

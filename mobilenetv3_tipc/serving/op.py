@@ -74,7 +74,7 @@ class ImagenetOp:
         if isinstance(exc.__cause__, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             # Pillow's own check (its limit, not ours) fired before decode_image's
             return f"{where}: the image declares more pixels than the limit of {MAX_PIXELS:,} (decompression bomb)"
-        if limit < MAX_PIXELS and "more than the limit" in str(exc):
+        if limit < MAX_PIXELS and exc.__cause__ is None:  # decode_image's own size check, from the header
             return (f"{where}: {exc}: the request's images together may have at most "
                     f"op.imagenet.max_request_pixels = {self.max_request_pixels:,} decoded pixels")
         return f"{where}: {exc}"

@@ -1,1 +1,1 @@
-"""Training-side helpers for ``train.py``: data sets, augmentation, metrics, distribution."""
+"""Training: the loop's pieces (``engine``), distribution, metrics, quant-aware training, the log plot."""

@@ -199,13 +199,17 @@ def resume_from(path: str, model: nn.Layer, optimizer: paddle.optimizer.Optimize
 
 
 def param_checksum(model: nn.Layer) -> str:
-    """SHA-256 over every parameter and buffer (name, dtype, shape, bytes) in name order.
+    """SHA-256 over every trainable parameter (name, dtype, shape, bytes) in name order.
 
-    Ranks of a data-parallel run end with equal checksums; a scale-out test compares them.
+    Ranks of a data-parallel run end with equal checksums (gradients are all-reduced); a scale-out
+    test compares them. BatchNorm running statistics are left out (Paddle lists them as non-trainable
+    parameters): each rank computes its own (measured: two CPU ranks differ in exactly those 68 tensors
+    of mobilenet_v3_small after one step, by up to 3e-4).
     """
     digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        array = np.ascontiguousarray(value.numpy())
+    trainable = [(name, param) for name, param in model.named_parameters() if param.trainable]
+    for name, param in sorted(trainable, key=lambda item: item[0]):
+        array = np.ascontiguousarray(param.numpy())
         digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
