@@ -27,7 +27,7 @@ SUMMARY_RE = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", re.MULTI
 
 
 def run(workspace: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = make_tipc_env()
+    env = make_tipc_env(workspace)
     env["TIPC_PYTHON"] = sys.executable
     return subprocess.run(["bash", *args], cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
