@@ -1,0 +1,1 @@
+"""MobileNetV3 with every deployment path certified by TIPC."""
