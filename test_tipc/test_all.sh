@@ -100,7 +100,7 @@ run_logged() {
     "$@" </dev/null >>"${log}" 2>&1 &
   fi
   CHILD_PID=$!
-  tail -c "+$((offset + 1))" -f --pid="${CHILD_PID}" "${log}" &
+  tail -c "+$((offset + 1))" -s 0.2 -f --pid="${CHILD_PID}" "${log}" &
   TAIL_PID=$!
   wait "${CHILD_PID}" || rc=$?
   wait "${TAIL_PID}" 2>/dev/null
