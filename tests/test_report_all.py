@@ -34,7 +34,8 @@ status="${out}/results_KIND.log"
 stem="$(basename "${config}" .txt)"
 printf 'step one of %s\n' "${stem}" >"${out}/${stem}_one.log"
 if [[ "${stem}" == *amp* ]]; then
-  echo "Run failed with command - ${model} - python train.py --amp - ${out}/${stem}_one.log! (exit code 1)" >>"${status}"
+  echo "Run failed with command - ${model} - python train.py --amp - ${out}/${stem}_one.log! (exit code 1)" \
+    >>"${status}"
 else
   echo "Run successfully with command - ${model} - python train.py - ${out}/${stem}_one.log!" >>"${status}"
 fi
