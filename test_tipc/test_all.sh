@@ -12,7 +12,7 @@
 # the next one. A config with no script yet is recorded skipped with the reason.
 #
 # Output, in test_tipc/output/:
-#   <model>/<MODE>/results_<kind>.<config>.{log,times,xml}  each chain's results file, renamed
+#   <model>/<MODE>/results_<kind>.<config>.{log,json,xml}  each chain's results file, renamed
 #       after the chain so that chains sharing a MODE (train, AMP, fleet, PACT) keep their own;
 #   <model>/test_all/<config>.<MODE>.console.log           what prepare.sh and the chain printed;
 #   test_all.tsv      one row per chain: config, script, status, exit code, wall seconds, files;
@@ -23,8 +23,9 @@
 # chain with no failed step line, e.g. prepare.sh failed, counts as one failed; a chain without
 # a script as one skipped). Exit status: 0 when no chain failed, 1 when one did, 2 usage error.
 #
-# Environment: TIPC_OFFLINE (default 1: prepare.sh never downloads), TIPC_PYTHON (interpreter
-# for the report, default python), and whatever the chains read (TIPC_STEP_TIMEOUT, NO_COLOR).
+# Environment: TIPC_OFFLINE (default 1: prepare.sh never downloads), TIPC_REPORT_PYTHON
+# (interpreter for the report, default python), and whatever the chains read (TIPC_PYTHON,
+# TIPC_STEP_TIMEOUT, NO_COLOR).
 
 set -uo pipefail
 # extglob for the CHAIN_TABLE globs (train_!(ptq)_...), nullglob for loops over files.
@@ -193,7 +194,7 @@ is_plain_results() {
 #######################################
 run_chain() {
   local config="$1" script="$2" mode="$3"
-  local model stem out_dir console stamp start rc=0 status reason="" results="" found kind
+  local model stem out_dir console stamp start rc=0 status reason="" results="" found kind ext
   model="$(model_name_of "${config}" "$(basename "$(dirname "${config}")")")"
   stem="$(basename "${config}" .txt)"
   out_dir="${OUTPUT_ROOT}/${model}/${mode}"
@@ -208,7 +209,7 @@ run_chain() {
   : >"${console}"
   # This chain's old results (and unsuffixed ones of hand runs) would read as this run's.
   local old
-  for old in "${out_dir}"/results_*.{log,times,xml}; do
+  for old in "${out_dir}"/results_*.{log,times,json,xml}; do
     if is_plain_results "${old}" || [[ "$(basename "${old}")" == results_*."${stem}".* ]]; then
       rm -f -- "${old}"
     fi
@@ -230,8 +231,11 @@ run_chain() {
     is_plain_results "${found}" && [[ -f "${found}" && "${found}" -nt "${stamp}" ]] || continue
     kind="$(basename "${found}" .log)"
     mv -f -- "${found}" "${out_dir}/${kind}.${stem}.log"
-    [[ -f "${out_dir}/${kind}.times" ]] && mv -f -- "${out_dir}/${kind}.times" "${out_dir}/${kind}.${stem}.times"
-    [[ -f "${out_dir}/${kind}.xml" ]] && mv -f -- "${out_dir}/${kind}.xml" "${out_dir}/${kind}.${stem}.xml"
+    for ext in times json xml; do
+      if [[ -f "${out_dir}/${kind}.${ext}" ]]; then
+        mv -f -- "${out_dir}/${kind}.${ext}" "${out_dir}/${kind}.${stem}.${ext}"
+      fi
+    done
     results="${out_dir}/${kind}.${stem}.log"
   done
   rm -f -- "${stamp}"
@@ -281,14 +285,14 @@ chains_of_model() {
 # Merge the JUnit files and write the report (and its screenshot when chromium exists).
 #######################################
 write_report() {
-  local python="${TIPC_PYTHON:-python}"
+  local python="${TIPC_REPORT_PYTHON:-python}"
   local -a args=(-m mobilenetv3_tipc.report --output-root "${OUTPUT_ROOT}" --junit-out "${MERGED_JUNIT}"
     --out "${OUTPUT_ROOT}/report.html")
   if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
     args+=(--screenshot "${SCREENSHOT}")
   fi
   if ! command -v "${python}" >/dev/null 2>&1; then
-    err "interpreter '${python}' not found: no report (set TIPC_PYTHON or activate the venv)"
+    err "interpreter '${python}' not found: no report (set TIPC_REPORT_PYTHON or activate the venv)"
     return 1
   fi
   PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}" "${python}" "${args[@]}" </dev/null

@@ -8,6 +8,7 @@ run-all manifest with a chain whose prepare.sh failed and one without a script.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -205,6 +206,30 @@ def test_parse_tolerates_colour_timestamps_seconds_and_dashes() -> None:
     assert bracketed is not None and bracketed.seconds == 3.0 and bracketed.reason == ""
     assert parse_line("11 passed, 0 failed, 32 skipped") is None
     assert parse_line("image_name: a.jpeg") is None
+
+
+def test_engine_note_and_json_sidecar(tmp_path: Path) -> None:
+    step = parse_line(f"Run successfully with command - m - python infer.py - ./{RUN}_infer_cpu_usemkldnn_True_"
+                      "threads_1"
+                      "_precision_fp32_batchsize_1.log! (inference engine: onednn)")
+    assert step is not None and (step.engine, step.reason) == ("onednn", "")
+    out = tmp_path / "test_tipc" / "output"
+    lines = [(_ok("python deploy/inference_python/infer.py --use-gpu=False --precision=fp32 --batch-size=1",
+                  "(not run)"), 0),
+             (_skipped("python deploy/inference_python/infer.py --use-gpu=True", "(not run)", "needs CUDA"), 0)]
+    results = write_chain(out, "whole_infer", "results_python", lines, {}, tmp_path, junit=False)
+    results.with_suffix(".times").unlink()
+    sidecar = {"model": MODEL, "suite": "s", "steps": [
+        {"status": "passed", "command": "x", "log": "(not run)", "reason": "", "seconds": 2.5, "engine": "openvino",
+         "hardware": False, "group": "inference"},
+        {"status": "skipped", "command": "y", "log": "(not run)", "reason": "needs CUDA", "seconds": 0.0,
+         "engine": "", "hardware": True, "group": "inference"}]}
+    results.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
+    (chain,) = discover_chains(out)
+    assert [(s.seconds, s.engine, s.hardware, s.group) for s in chain.steps] == [
+        (2.5, "openvino", False, "inference"), (0.0, "", True, "inference")]
+    cell = cell_for(chain.steps[0], tmp_path)
+    assert cell is not None and cell.engine == "openvino"
 
 
 def test_discover_joins_manifest_and_counts(output_root: Path) -> None:

@@ -88,7 +88,7 @@ def _run(repo: Path, *models: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(REPO_ROOT)
-    env["TIPC_PYTHON"] = sys.executable
+    env["TIPC_REPORT_PYTHON"] = sys.executable
     env["CHROMIUM"] = "/nonexistent-chromium"  # no screenshot here: tests/test_report_browser.py does that
     env["NO_COLOR"] = "1"
     return subprocess.run(["bash", "test_tipc/test_all.sh", *models], cwd=repo, env=env, capture_output=True,

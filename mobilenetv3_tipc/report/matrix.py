@@ -5,7 +5,8 @@ Runtime) or its log name has the harness's ``_infer_`` pattern. The configured a
 the command's flags (``--use-gpu``/``--use_gpu``, ``--enable-mkldnn``, ``--use-tensorrt``,
 ``--cpu-threads``/``--threads``, ``--batch-size``, ``--precision``/``--use_fp16``), else from the
 log name (``..._infer_cpu_usemkldnn_True_threads_1_precision_fp32_batchsize_1.log``). The engine
-that really ran is read from the step log: ``inference engine: NAME (...)``, else the AutoLog
+that really ran is the status line's ``(inference engine: NAME)`` note or the JSON sidecar's
+``engine``, else the step log's ``inference engine: NAME (...)`` line, else its AutoLog
 ``cpu_engine:`` / ``runtime:`` lines; a cell that did not run shows its configured engine only.
 """
 
@@ -137,6 +138,8 @@ def cell_for(step: Step, repo: Path) -> Cell | None:
                 batch=batch, precision=precision, status=step.status, step=step)
     if step.ran:
         _read_engine(cell, _log_path(step.log, repo))
+    if step.engine:  # the harness's own record of what ran wins over the log's text
+        cell.engine = step.engine
     return cell
 
 

@@ -310,13 +310,15 @@ def _chain_detail(chain: Chain, page: Page) -> str:
             rows.append(_step_row(index, item, page))
             continue
         group = skip_groups[str(item)]
+        hardware = ' <span class="badge skipped">no such hardware here</span>' if all(
+            s.hardware for _, s in group) else ""
         inner = "".join(
             f"<li>#{i} <code>{_e(s.command)}</code> {_log_link(s, page)}</li>" for i, s in group)
         rows.append(
             f'<tr class="step skipped skip-group" data-status="skipped" data-count="{len(group)}">'
             f'<td class="num">{index}</td><td>{_badge("skipped")} &times;{len(group)}</td>'
             f'<td><details><summary>{len(group)} step{"s" if len(group) != 1 else ""}</summary><ul>{inner}</ul>'
-            f'</details></td><td class="reason">{_e(item)}</td><td class="num">-</td><td></td></tr>'
+            f'</details></td><td class="reason">{_e(item)}{hardware}</td><td class="num">-</td><td></td></tr>'
         )
     head = ("<tr><th class=num>#</th><th>status</th><th>command</th><th>reason</th><th class=num>time</th>"
             "<th>log</th></tr>")

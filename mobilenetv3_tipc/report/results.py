@@ -4,7 +4,10 @@ A chain's results are the files the harness writes in ``<root>/<model>/<MODE>/``
 
 * ``results_<kind>[.<config>].log``: one status line per step (the parsed-line contract
   below), in the upstream TIPC format that CI parsers read;
-* ``results_<kind>[.<config>].times``: optional sidecar, one number of seconds per status line;
+* ``results_<kind>[.<config>].json``: optional sidecar of the TIPC engine, ``{"steps": [{"status",
+  "command", "log", "reason", "seconds", "engine", "hardware", "group"}, ...]}`` in line order;
+  used for times, engines and hardware flags when it has one entry per status line;
+* ``results_<kind>[.<config>].times``: optional older sidecar, one number of seconds per status line;
 * ``results_<kind>[.<config>].xml``: optional JUnit file (testcase ``time``, testsuite ``timestamp``);
 * ``<root>/test_all.tsv``: optional manifest written by ``test_tipc/test_all.sh``
   (config, script, exit code and wall time of each chain it ran, and chains it skipped).
@@ -15,8 +18,9 @@ Status lines (ANSI colour codes are dropped; anything else on a line is ignored)
     [TIMESTAMP ]Run failed with command - MODEL - COMMAND - LOG![ (REASON)][ EXTRA]
     [TIMESTAMP ]Run skipped with command - MODEL - COMMAND - LOG![ (REASON)][ EXTRA]
 
-``LOG`` is ``(not run)`` for steps the harness decided without running anything. The
-optional leading ``TIMESTAMP`` is ISO 8601 (``2026-12-02T13:55:25Z``, ``2026-12-02 13:55:25``,
+``LOG`` is ``(not run)`` for steps the harness decided without running anything. A passed
+step's parenthesised note ``(inference engine: NAME)`` names the engine that ran, not a
+reason. The optional leading ``TIMESTAMP`` is ISO 8601 (``2026-12-02T13:55:25Z``, ``2026-12-02 13:55:25``,
 bracketed or not); an optional trailing ``[12.3 s]`` / ``(12.3 s)`` / ``(took 12.3s)`` gives
 the step's seconds. Both are tolerated additions, not required.
 """
@@ -24,6 +28,7 @@ the step's seconds. Both are tolerated additions, not required.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 import xml.etree.ElementTree as ET
@@ -44,6 +49,7 @@ REST_RE = re.compile(r"^(?P<cmd>.*) - (?P<log>[^!]*?)\s*!(?P<tail>[^!]*)$")
 REST_NO_LOG_RE = re.compile(r"^(?P<cmd>.*?)\s*!(?P<tail>[^!]*)$")
 SECONDS_RE = re.compile(r"[\[(](?:took\s+)?(?P<s>\d+(?:\.\d+)?)\s*s(?:ec(?:onds)?)?[\])]\s*$")
 REASON_RE = re.compile(r"^\s*\((?P<reason>.*)\)")
+ENGINE_NOTE_RE = re.compile(r"^(?:inference )?engine:\s*(?P<engine>[^\s(),]+)")
 STATUS = {"successfully": "passed", "failed": "failed", "skipped": "skipped"}
 RESULTS_RE = re.compile(r"^results_(?P<kind>[^.]+)(?:\.(?P<config>.+))?\.log$")
 MANIFEST_NAME = "test_all.tsv"
@@ -62,6 +68,9 @@ class Step:
     seconds: float | None = None
     timestamp: str = ""
     line: int = 0
+    engine: str = ""  # the inference engine that ran (from the status line or the JSON sidecar)
+    hardware: bool = False  # skipped because this machine lacks the hardware (JSON sidecar)
+    group: str = ""  # the chain step the line belongs to (train, export, inference, ...; JSON sidecar)
 
     @property
     def ran(self) -> bool:
@@ -166,6 +175,10 @@ def parse_line(line: str) -> Step | None:
         tail = tail[: sec.start()]
     reason_match = REASON_RE.match(tail)
     reason = reason_match.group("reason").strip() if reason_match else ""
+    engine = ""
+    note = ENGINE_NOTE_RE.match(reason)
+    if note:
+        engine, reason = note.group("engine"), ""
     return Step(
         status=STATUS[match.group("word")],
         model=match.group("model").strip(),
@@ -174,6 +187,7 @@ def parse_line(line: str) -> Step | None:
         reason=reason,
         seconds=seconds,
         timestamp=stamp,
+        engine=engine,
     )
 
 
@@ -190,9 +204,32 @@ def read_steps(results: Path) -> list[Step]:
             continue
         step.line = number
         steps.append(step)
+    _from_json_sidecar(results.with_suffix(".json"), steps)
     _times_from_sidecar(results.with_suffix(".times"), steps)
     _times_from_junit(results.with_suffix(".xml"), steps)
     return steps
+
+
+def _from_json_sidecar(path: Path, steps: list[Step]) -> None:
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        entries = data["steps"] if isinstance(data, dict) else data
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("%s: unreadable sidecar, ignored: %s", path, exc)
+        return
+    if not isinstance(entries, list) or len(entries) != len(steps):
+        logger.warning("%s: does not match the status lines, ignored", path)
+        return
+    for step, entry in zip(steps, entries, strict=True):
+        if not isinstance(entry, dict):
+            continue
+        if step.seconds is None and isinstance(entry.get("seconds"), int | float):
+            step.seconds = float(entry["seconds"])
+        step.engine = step.engine or str(entry.get("engine") or "")
+        step.hardware = bool(entry.get("hardware", False))
+        step.group = str(entry.get("group") or "")
 
 
 def _times_from_sidecar(path: Path, steps: list[Step]) -> None:
