@@ -312,6 +312,22 @@ def test_agreement_table() -> None:
     assert parse_agreement_table("no table here\n") == []
 
 
+def test_agreement_from_save_json(tmp_path: Path) -> None:
+    out = tmp_path / "test_tipc" / "output"
+    log = f"./test_tipc/output/{MODEL}/paddle2onnx_infer/agreement.log"
+    cmd = "python tools/check_agreement.py --tolerance=1e-4 --save-json=./agreement.json"
+    write_chain(out, "paddle2onnx_infer", "results_paddle2onnx", [(_failed(cmd, log), 9)], {log: "x\n"}, tmp_path)
+    (tmp_path / "agreement.json").write_text(json.dumps({"tolerance": 1e-4, "backends": [
+        {"name": "dygraph", "reference": True, "passed": True, "top1_agree": 16, "images": 16, "max_abs_diff": 0.0},
+        {"name": "onnxruntime", "reference": False, "passed": False, "top1_agree": 15, "images": 16,
+         "max_abs_diff": 0.031, "error": None}]}), encoding="utf-8")
+    from mobilenetv3_tipc.report.extras import agreements
+
+    rows = agreements(discover_chains(out), tmp_path)
+    assert [(r.backend, r.top1, r.max_abs_diff, r.result, r.ok) for r in rows] == [
+        ("dygraph", "16/16", "0", "reference", True), ("onnxruntime", "15/16", "3.10e-02", "FAIL", False)]
+
+
 # ----------------------------------------------------------------------------------------------
 # JUnit merge
 

@@ -1,8 +1,9 @@
 """Figures a chain's step logs carry besides pass/fail: agreement tables and benchmark plots.
 
-* Agreement (``tools/check_agreement.py``, the Paddle2ONNX chain's last step): the table it
-  prints, a header ``backend  top-1  max |Δp|  result`` and one row per backend, columns
-  separated by two or more spaces.
+* Agreement (``tools/check_agreement.py``, the Paddle2ONNX chain's last step): its
+  ``--save-json`` file when the command has one, else the table it prints, a header
+  ``backend  top-1  max |Δp|  result`` and one row per backend, columns separated by two or
+  more spaces.
 * Float vs int8 (``compare_int8.py``, the PTQ chain): ``top-1 agreement: ...``,
   ``mean |dprob|: ...`` and ``max |dprob|: ...`` lines; shown as the backend ``int8``.
 * Benchmark plots: PNG files under ``benchmark/results/`` (``python -m benchmark``) and any
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -87,6 +89,10 @@ def agreements(chains: list[Chain], repo: Path) -> list[Agreement]:
             names = {Path(w).name for w in words}
             log_name = Path(step.log).name
             if "check_agreement.py" in names or log_name.startswith("agreement"):
+                from_json = _agreement_json(chain, step, repo)
+                if from_json:
+                    out.extend(from_json)
+                    continue
                 text = _read(_step_log(step, repo))
                 tolerance = TOLERANCE_RE.search(text)
                 note = tolerance.group("text").strip() if tolerance else ""
@@ -101,6 +107,40 @@ def agreements(chains: list[Chain], repo: Path) -> list[Agreement]:
                     out.append(Agreement(chain, step, "int8 vs float", top1.group("value") if top1 else "-",
                                          biggest.group("value"), result, note))
     return out
+
+
+SAVE_JSON_RE = re.compile(r"--save[-_]json[= ](?P<path>\S+)")
+
+
+def _agreement_json(chain: Chain, step: Step, repo: Path) -> list[Agreement]:
+    """Rows of check_agreement's --save-json file: {"tolerance", "backends": [{"name", "reference",
+    "passed", "top1_agree", "images", "max_abs_diff", "error"}]}; [] when there is none."""
+    match = SAVE_JSON_RE.search(step.command)
+    if not match:
+        return []
+    path = Path(match.group("path"))
+    path = path if path.is_absolute() else repo / path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        backends = data["backends"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    note = f"max |Δp| <= {data.get('tolerance')}" if data.get("tolerance") is not None else ""
+    rows = []
+    for b in backends:
+        if not isinstance(b, dict):
+            continue
+        images = b.get("images", "?")
+        diff = b.get("max_abs_diff")
+        if b.get("reference"):
+            result, diff_text, top1 = "reference", "0", f"{images}/{images}"
+        else:
+            result = "ok" if b.get("passed") else "FAIL"
+            diff_text = "-" if diff is None else f"{float(diff):.2e}"
+            top1 = "-" if b.get("error") else f"{b.get('top1_agree', '?')}/{images}"
+        rows.append(Agreement(chain, step, str(b.get("name", "?")), top1, diff_text, result,
+                              str(b.get("error") or note)))
+    return rows
 
 
 def benchmark_plots(root: Path, repo: Path) -> list[Path]:
