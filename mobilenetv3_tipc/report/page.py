@@ -54,9 +54,9 @@ th { background: var(--none-bg); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font: 12px/1.4 "DejaVu Sans Mono", Menlo, Consolas, monospace; word-break: break-all; }
 .badge { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 12px; font-weight: 600; }
-.passed .badge, .badge.passed { background: var(--pass-bg); color: var(--pass); }
-.failed .badge, .badge.failed { background: var(--fail); color: #fff; }
-.skipped .badge, .badge.skipped { background: var(--skip-bg); color: var(--skip); }
+.badge.passed { background: var(--pass-bg); color: var(--pass); }
+.badge.failed { background: var(--fail); color: #fff; }
+.badge.skipped { background: var(--skip-bg); color: var(--skip); }
 tr.failed td { background: var(--fail-bg); }
 tr.failed td:first-child { border-left: 4px solid var(--fail); }
 td.cell { text-align: center; min-width: 64px; font-size: 12px; }
@@ -65,7 +65,12 @@ td.cell.failed { background: var(--fail); color: #fff; font-weight: 600; }
 td.cell.skipped { background: var(--skip-bg); color: var(--skip); }
 td.cell.none { background: #fff; color: #b0b7be; }
 .reason { color: var(--muted); }
-.failed .reason, #failures .reason { color: var(--fail); }
+tr.failed .reason, #failures .reason, .chain-detail > p.problem { color: var(--fail); font-weight: 600; }
+table.steps { width: 100%; table-layout: fixed; }
+table.steps td { overflow-wrap: anywhere; }
+table.steps col.n { width: 3.5em; } table.steps col.s { width: 7.5em; } table.steps col.c { width: 44%; }
+table.steps col.r { width: 20%; } table.steps col.t { width: 5.5em; }
+table.steps a.log, #failures a.log { word-break: break-all; }
 details summary { cursor: pointer; }
 .legend span { margin-right: 10px; }
 figure { display: inline-block; margin: 0 16px 16px 0; }
@@ -320,19 +325,19 @@ def _chain_detail(chain: Chain, page: Page) -> str:
             f'<td><details><summary>{len(group)} step{"s" if len(group) != 1 else ""}</summary><ul>{inner}</ul>'
             f'</details></td><td class="reason">{_e(item)}{hardware}</td><td class="num">-</td><td></td></tr>'
         )
-    head = ("<tr><th class=num>#</th><th>status</th><th>command</th><th>reason</th><th class=num>time</th>"
+    head = ('<colgroup><col class="n"><col class="s"><col class="c"><col class="r"><col class="t"><col></colgroup>'
+            "<tr><th class=num>#</th><th>status</th><th>command</th><th>reason</th><th class=num>time</th>"
             "<th>log</th></tr>")
     counts = chain.counts()
     meta = [f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped",
             f"wall time {_seconds(chain.seconds)}"]
     if chain.config:
         meta.append(f"config {chain.config}")
-    if chain.problem:
-        meta.append(chain.problem)
+    problem = f'<p class="problem">{_e(chain.problem)}</p>' if chain.problem else ""
     table = f'<table class="steps">{head}{"".join(rows)}</table>' if rows else '<p class="muted">No status line.</p>'
     return (f'<section class="chain-detail {chain.status}" id="{_e(chain.anchor)}" data-chain="{_e(chain.label)}">'
             f'<h3>{_badge(chain.status)} {_e(chain.label)}</h3><p class="muted">{_e("; ".join(meta))}</p>'
-            f"{table}</section>")
+            f"{problem}{table}</section>")
 
 
 def render(page: Page) -> str:
