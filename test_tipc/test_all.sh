@@ -39,14 +39,16 @@ readonly SCREENSHOT="${OUTPUT_ROOT}/report.png"
 
 # The one mapping config -> chain. Fields: rank|config name glob (extglob)|section the config
 # must have (- = none)|script under test_tipc/|MODE. Every matching row is one chain; chains run
-# by rank, then config name. Rank 10 first: its weights feed prepare.sh of the later chains.
+# by rank, then config name. Rank 10 first: offline, prepare.sh of the chains after it takes the
+# weights it trains (./pretrain_models/<model>_pretrained.pdparams), so the chains that start from
+# those weights (20-40) come next, then the other training chains.
 readonly CHAIN_TABLE=(
   "10|train_infer_python.txt|-|test_train_inference_python.sh|lite_train_lite_infer"
-  "20|train_!(ptq)_infer_python.txt|-|test_train_inference_python.sh|lite_train_lite_infer"
-  "30|train_ptq_infer_python.txt|-|test_ptq_inference_python.sh|whole_infer"
-  "40|train_dy2static_python.txt|-|test_train_dy2static_python.sh|lite_train_lite_infer"
-  "50|paddle2onnx_*.txt|-|test_paddle2onnx.sh|paddle2onnx_infer"
-  "60|serving_*.txt|-|test_serving.sh|serving_infer"
+  "20|train_ptq_infer_python.txt|-|test_ptq_inference_python.sh|whole_infer"
+  "30|paddle2onnx_*.txt|-|test_paddle2onnx.sh|paddle2onnx_infer"
+  "40|serving_*.txt|-|test_serving.sh|serving_infer"
+  "50|train_!(ptq)_infer_python.txt|-|test_train_inference_python.sh|lite_train_lite_infer"
+  "60|train_dy2static_python.txt|-|test_train_dy2static_python.sh|lite_train_lite_infer"
   "70|train_infer_python.txt|train_benchmark_params|benchmark_train.sh|benchmark_train"
   "70|*benchmark_train*.txt|-|benchmark_train.sh|benchmark_train"
 )

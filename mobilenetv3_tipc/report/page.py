@@ -177,11 +177,11 @@ def _chains_table(page: Page) -> str:
             f'<td><a href="#{_e(chain.anchor)}">{_e(chain.label)}</a></td><td>{_badge(chain.status)}</td>'
             f'<td class="num">{counts["passed"]}</td><td class="num">{counts["failed"]}</td>'
             f'<td class="num">{counts["skipped"]}</td><td class="num">{_e(_seconds(chain.seconds))}</td>'
-            f'<td>{_e(chain.started)}</td><td><code>{_e(chain.script or chain.kind)}</code></td>'
+            f'<td>{_e(chain.finished)}</td><td><code>{_e(chain.script or chain.kind)}</code></td>'
             f'<td>{" ".join(links)}</td></tr>'
         )
     head = ("<tr><th>chain (model / MODE / config)</th><th>status</th><th class=num>passed</th>"
-            "<th class=num>failed</th><th class=num>skipped</th><th class=num>wall time</th><th>started</th>"
+            "<th class=num>failed</th><th class=num>skipped</th><th class=num>wall time</th><th>finished</th>"
             "<th>script</th><th>files</th></tr>")
     junit = ""
     if page.junit:
@@ -331,6 +331,8 @@ def _chain_detail(chain: Chain, page: Page) -> str:
     counts = chain.counts()
     meta = [f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped",
             f"wall time {_seconds(chain.seconds)}"]
+    if chain.started:
+        meta.append(f"started {chain.started}")
     if chain.config:
         meta.append(f"config {chain.config}")
     problem = f'<p class="problem">{_e(chain.problem)}</p>' if chain.problem else ""

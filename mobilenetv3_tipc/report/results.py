@@ -98,7 +98,8 @@ class Chain:
     steps: list[Step] = field(default_factory=list)
     rc: int | None = None
     wall_seconds: float | None = None
-    started: str = ""
+    started: str = ""  # ISO time the chain started, when the files say (JSON "started", JUnit timestamp)
+    finished: str = ""  # when the results file was last written
     console: str = ""
     manifest_status: str = ""
     manifest_reason: str = ""
@@ -276,6 +277,17 @@ def junit_timestamp(path: Path) -> str:
     return (suite.get("timestamp") or "") if suite is not None else ""
 
 
+def _json_field(path: Path, key: str) -> str:
+    if not path.is_file():
+        return ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except ValueError:
+        return ""
+    value = data.get(key) if isinstance(data, dict) else None
+    return str(value) if value else ""
+
+
 def read_manifest(root: Path) -> list[dict[str, str]]:
     """Rows of ``test_all.tsv`` (tab-separated, header line first); [] when absent."""
     path = root / MANIFEST_NAME
@@ -336,9 +348,10 @@ def discover_chains(root: Path, repo: Path | None = None) -> list[Chain]:
         chain.steps = read_steps(results)
         junit = results.with_suffix(".xml")
         chain.junit = junit if junit.is_file() else None
-        chain.started = (junit_timestamp(junit) if chain.junit else "") or next(
-            (s.timestamp for s in chain.steps if s.timestamp), ""
-        ) or _mtime(results)
+        first_stamp = next((s.timestamp for s in chain.steps if s.timestamp), "")
+        chain.started = _json_field(results.with_suffix(".json"), "started") or (
+            junit_timestamp(junit) if chain.junit else "") or first_stamp
+        chain.finished = _json_field(results.with_suffix(".json"), "finished") or _mtime(results)
         chains[results.resolve()] = chain
     ordered: list[Chain] = []
     for row in read_manifest(root):
