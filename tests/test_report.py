@@ -224,8 +224,12 @@ def test_engine_note_and_json_sidecar(tmp_path: Path) -> None:
          "hardware": False, "group": "inference"},
         {"status": "skipped", "command": "y", "log": "(not run)", "reason": "needs CUDA", "seconds": 0.0,
          "engine": "", "hardware": True, "group": "inference"}]}
+    sidecar.update(config=f"test_tipc/configs/{MODEL}/train_infer_python.txt", started="2026-12-02T14:00:00Z",
+                   finished="2026-12-02T14:01:10Z")
     results.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
     (chain,) = discover_chains(out)
+    assert (chain.label, chain.started, chain.finished) == (
+        f"{MODEL} / whole_infer / train_infer_python", "2026-12-02T14:00:00Z", "2026-12-02T14:01:10Z")
     assert [(s.seconds, s.engine, s.hardware, s.group) for s in chain.steps] == [
         (2.5, "openvino", False, "inference"), (0.0, "", True, "inference")]
     cell = cell_for(chain.steps[0], tmp_path)

@@ -345,6 +345,7 @@ def discover_chains(root: Path, repo: Path | None = None) -> list[Chain]:
         chain = Chain(model=model, mode=mode, kind=match.group("kind"), results=results)
         if match.group("config"):
             chain.config = match.group("config") + ".txt"
+        chain.config = _json_field(results.with_suffix(".json"), "config") or chain.config
         chain.steps = read_steps(results)
         junit = results.with_suffix(".xml")
         chain.junit = junit if junit.is_file() else None
