@@ -136,3 +136,41 @@ def test_run_all_one_model_and_usage(fake_repo: Path) -> None:
     assert done.stdout.strip().splitlines()[-1] == "0 passed, 1 failed, 0 skipped"
     missing = _run(fake_repo, "no_such_model")
     assert missing.returncode == 2 and "no model 'no_such_model'" in missing.stderr
+
+
+def test_run_all_stops_the_running_chain_on_term(fake_repo: Path) -> None:
+    import signal
+    import time
+
+    sleeper = fake_repo / "test_tipc" / "test_train_inference_python.sh"
+    sleeper.write_text('#!/usr/bin/env bash\necho "$$" > chain.pid\nsleep 60 &\necho "$!" > sleep.pid\nwait\n',
+                       encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TIPC_REPORT_PYTHON=sys.executable, NO_COLOR="1")
+    proc = subprocess.Popen(["bash", "test_tipc/test_all.sh", "fake_small"], cwd=fake_repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (fake_repo / "sleep.pid").is_file() or not (fake_repo / "sleep.pid").read_text().strip():
+            assert time.monotonic() < deadline, "the stub chain never started"
+            time.sleep(0.1)
+        pids = [int((fake_repo / name).read_text()) for name in ("chain.pid", "sleep.pid")]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err
+        deadline = time.monotonic() + 10
+        for pid in pids:
+            while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+                assert time.monotonic() < deadline, f"process {pid} of the chain still runs"
+                time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
