@@ -404,11 +404,13 @@ def test_page_escapes_and_plots(output_root: Path) -> None:
     plots = repo / "benchmark" / "results"
     plots.mkdir(parents=True)
     (plots / "model_only.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
+    (output_root / "report_browser_test.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     lines = [(_failed("python a.py --x='<b>&'", "./test_tipc/output/x.log", "exit code 2"), 1)]
     write_chain(output_root, "whole_infer", "results_evil", lines, {}, repo, junit=False)
     text = build_report(output_root).html.read_text(encoding="utf-8")
     assert "--x=&#x27;&lt;b&gt;&amp;&#x27;" in text
     assert 'src="data:image/png;base64,' in text and "benchmark/results/model_only.png" in text
+    assert "report_browser_test.png" not in text
 
 
 def test_cli(output_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@
   more spaces.
 * Float vs int8 (``compare_int8.py``, the PTQ chain): ``top-1 agreement: ...``,
   ``mean |dprob|: ...`` and ``max |dprob|: ...`` lines; shown as the backend ``int8``.
-* Benchmark plots: PNG files under ``benchmark/results/`` (``python -m benchmark``) and any
+* Plots: PNG/SVG files under ``benchmark/results/`` (``python -m benchmark``) and any
   ``*.png`` under the output root (a benchmark chain's own plots).
 """
 
@@ -150,6 +150,7 @@ def benchmark_plots(root: Path, repo: Path) -> list[Path]:
         if not base.is_dir():
             continue
         for path in sorted(base.rglob("*")):
-            if path.suffix.lower() in PLOT_SUFFIXES and path.is_file() and path.name != "report.png":
+            # report*.png are screenshots of this page, not plots
+            if path.suffix.lower() in PLOT_SUFFIXES and path.is_file() and not path.name.startswith("report"):
                 found.append(path)
     return found

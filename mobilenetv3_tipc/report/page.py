@@ -287,7 +287,7 @@ def _plots(page: Page) -> str:
         rel = os.path.relpath(path.resolve(), page.repo.resolve())
         figures.append(f'<figure><img src="{_e(src)}" alt="{_e(path.name)}"><figcaption>{_e(rel)}</figcaption>'
                        f"</figure>")
-    return f'<section id="plots"><h2>Benchmark plots</h2>{"".join(figures)}</section>'
+    return f'<section id="plots"><h2>Benchmark and training plots</h2>{"".join(figures)}</section>'
 
 
 def _step_row(index: int, step: Step, page: Page) -> str:
