@@ -21,6 +21,7 @@ Command line, for shell chains that keep a network across several steps::
 
     python tests/netns.py up --hosts 2 --prefix mtipc-fleet-    # prints "NAME IP IFNAME" per host
     python tests/netns.py exec mtipc-fleet-h0 -- python -c 'print(1)'
+    python tests/netns.py which 10.213.0.2      # "mtipc-fleet-h1 10.213.0.2 eth0", or exit 1
     python tests/netns.py down --prefix mtipc-fleet-            # also removes leftovers of a crash
 """
 
@@ -234,6 +235,17 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def host_of(ip: str, prefix: str = PREFIX_STEM) -> Host | None:
+    """The namespace host (made here, name starting with ``prefix``) that owns address ``ip``, if any."""
+    for name in list_namespaces(prefix):
+        for line in _ip("-o", "-4", "addr", "show", netns=name, check=False).stdout.splitlines():
+            words = line.split()
+            # "2: eth0    inet 10.213.0.1/24 brd ... scope global eth0"
+            if len(words) > 3 and words[2] == "inet" and words[3].split("/")[0] == ip:
+                return Host(name=name, ip=ip, ifname=words[1].split("@")[0])
+    return None
+
+
 def remove_prefix(prefix: str) -> list[str]:
     """Remove every namespace whose name starts with ``prefix`` (and the processes inside it)."""
     if not prefix.startswith(PREFIX_STEM):
@@ -262,6 +274,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("exec", help="run a command in a host: exec NAME -- CMD ...")
     run.add_argument("name")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
+    which = sub.add_parser("which", help="print 'NAME IP IFNAME' of the host that owns IP; exit 1 if none")
+    which.add_argument("ip")
+    which.add_argument("--prefix", default=PREFIX_STEM, help="only hosts of this network")
     down = sub.add_parser("down", help="remove every namespace with this prefix")
     down.add_argument("--prefix", required=True)
     return parser
@@ -292,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: no namespace {args.name!r}", file=sys.stderr)
                 return 2
             os.execvp("ip", [*TestNetwork.exec_prefix(args.name), *cmd])
+        if args.command == "which":
+            host = host_of(args.ip, args.prefix)
+            if host is None:
+                return 1
+            print(host.name, host.ip, host.ifname)
+            return 0
         removed = remove_prefix(args.prefix)
         left = list_namespaces(args.prefix)
         print(f"removed {len(removed)} namespaces" + (f"; left: {', '.join(left)}" if left else ""),

@@ -109,6 +109,9 @@ def test_cli_up_exec_down() -> None:
         shown = run_cli("exec", f"{prefix}h1", "--", "ip", "-o", "-4", "addr", "show", "eth0")
         assert shown.returncode == 0 and "10.213.0.2/24" in shown.stdout, shown.stderr
         assert run_cli("exec", f"{prefix}nope", "--", "true").returncode == 2
+        which = run_cli("which", "10.213.0.2", "--prefix", prefix)
+        assert which.returncode == 0 and which.stdout.split() == [f"{prefix}h1", "10.213.0.2", "eth0"], which.stderr
+        assert run_cli("which", "10.213.0.99").returncode == 1
         assert run_cli("up", "--prefix", "other-").returncode == 2  # never touches names not made here
     finally:
         down = run_cli("down", "--prefix", prefix)
