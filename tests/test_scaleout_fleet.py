@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class HostRun:
 
 
 @pytest.fixture
-def network() -> TestNetwork:
+def network() -> Iterator[TestNetwork]:
     net = TestNetwork.create(2)
     yield net
     leftovers = net.teardown()
