@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netns import TestNetwork, list_namespaces, unavailable_reason
+
+from mobilenetv3_tipc.tipc.netns import TestNetwork, list_namespaces, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO / "train.py"

@@ -1,16 +1,19 @@
-"""tests/netns.py: namespace hosts reach each other, nothing else, and leave nothing behind."""
+"""mobilenetv3_tipc/tipc/netns.py: namespace hosts reach each other, nothing else, and leave nothing behind."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import netns
 import pytest
-from netns import TestNetwork, list_namespaces, unavailable_reason
 
-NETNS_PY = Path(__file__).resolve().parent / "netns.py"
+from mobilenetv3_tipc.tipc import netns
+from mobilenetv3_tipc.tipc.netns import TestNetwork, list_namespaces, unavailable_reason
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
 PORT = 18501
 
 pytestmark = [
@@ -93,8 +96,8 @@ def test_failed_setup_removes_what_it_made(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(NETNS_PY), *args], capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run([sys.executable, "-m", "mobilenetv3_tipc.tipc.netns", *args], capture_output=True,
+                          text=True, timeout=60, check=False, env=ENV)
 
 
 def test_cli_up_exec_down() -> None:
@@ -121,8 +124,9 @@ def test_cli_up_exec_down() -> None:
 
 def test_a_process_that_exits_without_teardown_leaves_nothing() -> None:
     prefix = netns.new_prefix()
-    code = f"import sys; sys.path.insert(0, {str(NETNS_PY.parent)!r}); import netns; " \
-           f"netns.TestNetwork.create(2, prefix={prefix!r}); sys.exit(1)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    code = f"import sys; from mobilenetv3_tipc.tipc import netns; netns.TestNetwork.create(2, prefix={prefix!r}); " \
+           "sys.exit(1)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                            env=ENV)
     assert result.returncode == 1, result.stderr
     assert list_namespaces(prefix) == []  # removed by the atexit handler

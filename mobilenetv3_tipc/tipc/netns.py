@@ -19,10 +19,10 @@ Library use (also as a pytest fixture, see ``tests/test_scaleout_fleet.py``)::
 
 Command line, for shell chains that keep a network across several steps::
 
-    python tests/netns.py up --hosts 2 --prefix mtipc-fleet-    # prints "NAME IP IFNAME" per host
-    python tests/netns.py exec mtipc-fleet-h0 -- python -c 'print(1)'
-    python tests/netns.py which 10.213.0.2      # "mtipc-fleet-h1 10.213.0.2 eth0", or exit 1
-    python tests/netns.py down --prefix mtipc-fleet-            # also removes leftovers of a crash
+    python -m mobilenetv3_tipc.tipc.netns up --hosts 2 --prefix mtipc-fleet-    # prints "NAME IP IFNAME" per host
+    python -m mobilenetv3_tipc.tipc.netns exec mtipc-fleet-h0 -- python -c 'print(1)'
+    python -m mobilenetv3_tipc.tipc.netns which 10.213.0.2      # "mtipc-fleet-h1 10.213.0.2 eth0", or exit 1
+    python -m mobilenetv3_tipc.tipc.netns down --prefix mtipc-fleet-            # also removes leftovers of a crash
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class TestNetwork:
         existing = list_namespaces(prefix)
         if existing:
             raise NetnsError(f"namespaces with prefix {prefix!r} exist already: {', '.join(existing)}; "
-                             f"remove them with `python tests/netns.py down --prefix {prefix}`")
+                             f"remove them with `python -m mobilenetv3_tipc.tipc.netns down --prefix {prefix}`")
         net = cls(prefix=prefix, hosts=[], switch=f"{prefix}sw")
         if register_atexit:
             _LIVE.append(net)
@@ -264,7 +264,8 @@ def _teardown_live_networks() -> None:
 
 # ---------------------------------------------------------------------- command line
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="namespace hosts for scale-out tests", prog="netns.py")
+    parser = argparse.ArgumentParser(prog="python -m mobilenetv3_tipc.tipc.netns",
+                                     description="namespace hosts for scale-out tests")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="create N hosts; prints 'NAME IP IFNAME' per host")
     up.add_argument("--hosts", type=int, default=2)
