@@ -7,11 +7,18 @@ Several processes (GPUs, or CPU over gloo):
     python -m paddle.distributed.launch --nproc_per_node 2 train.py --device cpu --data-path=./lite_data
 Evaluation only:
     python train.py --test-only --data-path=./ILSVRC2012 --pretrained=./mobilenet_v3_small_pretrained.pdparams
+Dynamic-to-static training (paddle.jit.to_static, full graph), a bounded benchmark run, the profiler:
+    python train.py --to_static --max-steps 20 --data-path=./lite_data --device cpu
+    python train.py --max-steps 20 --profiler_options "batch_range=[10,20];state=CPU;profile_path=model.profile"
+VisualDL logs (optional package visualdl) under OUT/vdl, then ``visualdl --logdir OUT/vdl``:
+    python train.py --use_visualdl --output-dir=OUT --data-path=./lite_data --device cpu
 Quant-aware training (int8) from float weights, with PACT activation clipping:
     python train.py --pact_quant --pretrained=./mobilenet_v3_small_pretrained.pdparams --lr=0.001 ...
     python tools/export_model.py --pact_quant --pretrained=OUT/latest.pdparams   # int8 inference model
 
-At the end of training every rank logs ``param_checksum: <sha256>`` of its parameters.
+At the end of training every rank logs ``param_checksum: <sha256>`` of its trainable parameters.
+Under a launcher, ``--dist-init-timeout`` (300 s) bounds the rendezvous: a rank whose peers never
+arrive names the master it waited for and exits 1.
 Exit codes: 0 ok, 1 failed (data or model error), 2 bad arguments, 77 the device
 is not available on this machine (e.g. ``--device gpu`` without CUDA).
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 import time
 from pathlib import Path
@@ -29,7 +37,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from mobilenetv3_tipc.cli import EXIT_OK, UnsupportedConfig, add_flag, reexec_without_pir, run_main
+from mobilenetv3_tipc.cli import EXIT_OK, UnsupportedConfig, add_bool_flag, add_flag, reexec_without_pir, run_main
 from mobilenetv3_tipc.data.datasets import DataError, ImageClassificationDataset, find_samples
 from mobilenetv3_tipc.data.labels import write_label_file
 from mobilenetv3_tipc.data.transforms import TrainTransform, eval_transform
@@ -50,6 +58,8 @@ from mobilenetv3_tipc.training.engine import (
     save_checkpoint,
     train_one_epoch,
 )
+from mobilenetv3_tipc.training.profiler import ProfilerOptionsError, build_profiler, parse_profiler_options
+from mobilenetv3_tipc.training.visualdl_log import VISUALDL_MISSING, log_epoch, open_writer, visualdl_available
 
 logger = logging.getLogger("train")
 
@@ -98,6 +108,26 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                   "float weights; export with tools/export_model.py --pact_quant")
     add_flag(parser, "quant", action="store_true",
              help="quant-aware training (int8) without PACT; export with tools/export_model.py --quant")
+    add_bool_flag(parser, "to-static", default=False, help="train through paddle.jit.to_static")
+    add_bool_flag(parser, "to-static-full-graph", default=True,
+                  help="with --to_static: convert the whole forward by AST (True) or let SOT split it where "
+                       "it cannot (False)")
+    add_flag(parser, "max-steps", type=int, default=None, metavar="N",
+             help="stop training after N steps in all (across epochs); the epoch it stops in is still "
+                  "evaluated and saved (default: no limit)")
+    add_bool_flag(parser, "eval-during-train", default=True,
+                  help="evaluate after every epoch (True) or after the last one only (False; benchmark runs)")
+    add_flag(parser, "dist-init-timeout", type=float, default=300.0, metavar="SECONDS",
+             help="bound on the distributed rendezvous (init_parallel_env): after it the trainer names "
+                  "the master it waited for and exits 1 (default: 300)")
+    add_bool_flag(parser, "use-visualdl", default=False,
+                  help="write VisualDL logs (loss, top-1, lr per step and per epoch) to --vdl-dir; "
+                       "needs the visualdl package")
+    add_flag(parser, "vdl-dir", default=None, metavar="DIR",
+             help="VisualDL log folder (default: OUTPUT_DIR/vdl); view with visualdl --logdir DIR")
+    add_flag(parser, "profiler-options", default=None, metavar="OPTIONS",
+             help='paddle.profiler with upstream\'s string, e.g. "batch_range=[10,20];state=CPU;'
+                  'profile_path=model.profile" (trace and summary table under --output-dir)')
     return parser
 
 
@@ -117,6 +147,19 @@ def check_args(args: argparse.Namespace) -> None:
         raise argparse.ArgumentTypeError("--test-only needs --pretrained (the weights to evaluate)")
     if quant_mode_of(args) and amp_of(args).enabled:
         raise argparse.ArgumentTypeError("--pact_quant/--quant cannot be combined with --amp")
+    if quant_mode_of(args) and args.to_static:
+        raise argparse.ArgumentTypeError("--pact_quant/--quant cannot be combined with --to_static")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise argparse.ArgumentTypeError("--max-steps must be at least 1")
+    if args.dist_init_timeout <= 0:
+        raise argparse.ArgumentTypeError("--dist-init-timeout must be more than 0 seconds")
+    if args.use_visualdl and not visualdl_available():
+        raise argparse.ArgumentTypeError(VISUALDL_MISSING)
+    if args.profiler_options:
+        try:
+            parse_profiler_options(args.profiler_options)
+        except ProfilerOptionsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def quant_mode_of(args: argparse.Namespace) -> str | None:
@@ -171,10 +214,13 @@ def main(args: argparse.Namespace) -> int:
     if args.device == "gpu" and not cuda_available():
         raise UnsupportedConfig("--device gpu needs a CUDA build of Paddle and a GPU; use --device cpu")
     paddle.set_device(args.device)
-    distributed = dist_utils.init()
+    distributed = dist_utils.init(args.dist_init_timeout)
     if args.seed is not None:
+        # all three: Paddle (weights, dropout), NumPy and Python's random (RandomResizedCrop and the
+        # flip draw from both); without random.seed two runs with one --seed differ from step 3 on
         paddle.seed(args.seed + dist_utils.rank())
         np.random.seed(args.seed + dist_utils.rank())
+        random.seed(args.seed + dist_utils.rank())
 
     train_samples, val_samples, class_names = load_samples(args)
     checkpoint = read_checkpoint(args.pretrained) if args.pretrained else None
@@ -197,6 +243,12 @@ def main(args: argparse.Namespace) -> int:
     amp = amp_of(args)
     model, optimizer, scaler = setup_amp(model, optimizer, amp)
     start_epoch = resume_from(args.resume, model, optimizer, scheduler, scaler) if args.resume else args.start_epoch
+    if args.to_static:
+        # after the weights, before DataParallel; a forward Paddle cannot convert fails at the first
+        # step with Paddle's own error (no fallback to dygraph)
+        model = paddle.jit.to_static(model, full_graph=args.to_static_full_graph)
+        logger.info("to_static: training through paddle.jit.to_static, %s",
+                    "full graph (AST conversion)" if args.to_static_full_graph else "SOT (graph breaks allowed)")
     train_model = paddle.DataParallel(model) if distributed else model
 
     out_dir = Path(args.output_dir)
@@ -206,6 +258,11 @@ def main(args: argparse.Namespace) -> int:
                        amp=amp.enabled, amp_level=amp.level, amp_dtype=amp.dtype,
                        amp_applied=amp.enabled and args.device == "gpu", start_epoch=start_epoch)
     best_acc1 = -1.0
+    profiler = build_profiler(args.profiler_options, out_dir, dist_utils.rank())
+    if profiler is not None:
+        profiler.start()
+    steps_left = args.max_steps
+    scalars = open_writer(Path(args.vdl_dir or out_dir / "vdl")) if args.use_visualdl and main_process else None
     start = time.time()
     logger.info("training %s (%d classes) on %d images, %d val images, epochs %d-%d, world size %d",
                 args.model, num_classes, len(train_set), len(val_set), start_epoch + 1, args.epochs,
@@ -213,19 +270,34 @@ def main(args: argparse.Namespace) -> int:
     for epoch in range(start_epoch, args.epochs):
         lr = optimizer.get_lr()
         stats = train_one_epoch(train_model, criterion, optimizer, train_loader, epoch, num_classes=num_classes,
-                                print_freq=args.print_freq, amp=amp, scaler=scaler)
+                                print_freq=args.print_freq, amp=amp, scaler=scaler, profiler=profiler,
+                                max_steps=steps_left, scalars=scalars)
+        stop, steps_done = bool(stats.pop("stop")), int(stats.pop("steps"))
+        if steps_left is not None:
+            steps_left -= steps_done
         scheduler.step()
         if args.bn_recalibration_batches > 0:
             recalibrate_batchnorm(model, train_loader, args.bn_recalibration_batches)
-        stats.update(evaluate(model, criterion, val_loader, num_classes=num_classes, print_freq=args.print_freq))
+        if args.eval_during_train or stop or epoch == args.epochs - 1:
+            stats.update(evaluate(model, criterion, val_loader, num_classes=num_classes, print_freq=args.print_freq))
+        if scalars is not None:
+            log_epoch(scalars, epoch + 1, {"lr": lr, **stats})
         if main_process:
             save_checkpoint(out_dir, "latest", model, optimizer, scheduler, epoch, scaler)
-            if stats["acc1"] > best_acc1:
+            if "acc1" in stats and stats["acc1"] > best_acc1:
                 best_acc1 = stats["acc1"]
                 paddle.save(model.state_dict(), str(out_dir / "best.pdparams"))
             record = {"epoch": epoch + 1, "lr": lr, **{k: round(v, 6) for k, v in stats.items()}}
             with (out_dir / "metrics.jsonl").open("a", encoding="utf-8") as log_file:
                 log_file.write(json.dumps(record) + "\n")
+        if stop:
+            logger.info("stopping after epoch %d: %s", epoch + 1,
+                        "--max-steps reached" if steps_left == 0 else "the profiler range is recorded")
+            break
+    if profiler is not None:
+        profiler.close()
+    if scalars is not None:
+        scalars.close()
     logger.info("training time %s, best Acc@1 %.3f", time.strftime("%H:%M:%S", time.gmtime(time.time() - start)),
                 best_acc1)
     logger.info("param_checksum: %s", param_checksum(model))

@@ -19,6 +19,8 @@ from tqdm import tqdm
 from mobilenetv3_tipc.data.datasets import ImageClassificationDataset
 from mobilenetv3_tipc.training import distributed as dist_utils
 from mobilenetv3_tipc.training.metrics import MetricLogger, accuracy, correct_counts
+from mobilenetv3_tipc.training.profiler import TrainProfiler
+from mobilenetv3_tipc.training.visualdl_log import ScalarWriter
 
 logger = logging.getLogger("train")
 
@@ -56,13 +58,25 @@ def train_one_epoch(
     print_freq: int,
     amp: Amp,
     scaler: paddle.amp.GradScaler | None = None,
+    profiler: TrainProfiler | None = None,
+    max_steps: int | None = None,
+    scalars: ScalarWriter | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; logs in the seed's ``[Epoch e, iter: i] ...`` format."""
+    """One pass over ``loader`` (at most ``max_steps`` steps); logs in the ``[Epoch e, iter: i] ...`` format.
+
+    ``profiler.step()`` runs after every step. ``"steps"`` in the result is the number of steps run,
+    ``"stop"`` is 1.0 when training should end after this epoch (``max_steps`` reached, or the
+    profiler recorded its range with ``exit_on_finished``). ``scalars`` receives ``train/loss``,
+    ``train/acc1`` and ``train/lr`` of every step at the global step ``epoch * len(loader) + step``.
+    """
     model.train()
     window = {"reader": 0.0, "batch": 0.0, "samples": 0, "steps": 0, "top1": 0.0, "top5": 0.0, "loss": 0.0}
     totals = {"loss": 0.0, "correct1": 0.0, "samples": 0.0, "time": 0.0}
     progress = tqdm(total=len(loader), desc=f"Epoch {epoch + 1}", leave=False,
                     disable=not (sys.stderr.isatty() and dist_utils.is_main_process()))
+    last_step = len(loader) if max_steps is None else min(len(loader), max_steps)
+    stop = max_steps is not None and max_steps <= len(loader)
+    step = 0
     tic = time.perf_counter()
     for step, (images, target) in enumerate(loader, 1):
         reader_cost = time.perf_counter() - tic
@@ -93,7 +107,13 @@ def train_one_epoch(
         totals["samples"] += batch
         totals["time"] += batch_cost
         progress.update(1)
-        if step % print_freq == 0 or step == len(loader):
+        if scalars is not None:
+            global_step = epoch * len(loader) + step
+            for tag, value in (("train/loss", loss_value), ("train/acc1", acc1), ("train/lr", optimizer.get_lr())):
+                scalars.add_scalar(tag, float(value), global_step)
+        if profiler is not None and profiler.step(batch):
+            stop, last_step = True, step
+        if step % print_freq == 0 or step == last_step:
             n = window["steps"]
             if dist_utils.is_main_process():
                 logger.info(
@@ -105,6 +125,8 @@ def train_one_epoch(
                     window["samples"] / window["batch"],
                 )
             window = dict.fromkeys(window, 0.0)
+        if step == last_step:
+            break
         tic = time.perf_counter()
     progress.close()
     loss_sum, correct1, samples, elapsed = dist_utils.all_reduce_sum(
@@ -115,6 +137,8 @@ def train_one_epoch(
         "train_loss": loss_sum / max(samples, 1),
         "train_acc1": correct1 / max(samples, 1),
         "train_ips": samples / max(elapsed / world, 1e-9),
+        "steps": float(step),
+        "stop": float(stop),
     }
 
 
