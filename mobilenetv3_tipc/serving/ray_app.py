@@ -85,6 +85,37 @@ def build_application(raw_config: dict[str, Any], num_replicas: int = 1, num_cpu
     return ImagenetPipeline.bind(raw_config)
 
 
+def run_in_own_group(stop: threading.Event) -> int | None:
+    """Fork: the child (returns None) becomes the Ray driver in a process group of its own.
+
+    The local Ray's daemons (GCS, raylet, dashboard, log monitor) are children of the driver in
+    its process group. A SIGTERM to the group the caller started (how the chains stop a server)
+    would end them together with the driver, and ``serve.shutdown()`` would then wait its 30 s
+    for the lost controller while in-flight requests die with the raylet (measured: 33-41 s).
+    So the parent keeps the caller's group, forwards SIGTERM/SIGINT to the child and returns
+    the child's exit code; the child shuts Serve and Ray down cleanly (~4 s) and also does so
+    when the parent is gone (e.g. SIGKILLed). Same session, so a session-wide check still
+    sees every Ray process.
+    """
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        os.setpgid(0, 0)
+
+        def watch_parent() -> None:
+            while not stop.wait(0.5):
+                if os.getppid() != parent:
+                    logger.warning("the launching process %d is gone: shutting down", parent)
+                    stop.set()
+
+        threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
+        return None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="pipeline config.yml")
@@ -119,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         return skipped(f'Ray Serve is not installed ({exc}): pip install "ray[serve]" (optional, not in '
                        "requirements.txt)")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    stop = threading.Event()
+    if args.address is None:
+        exit_code = run_in_own_group(stop)
+        if exit_code is not None:
+            return exit_code
     model_dir = config.service.model.model_dir.resolve()
     raw = apply_overrides(raw, [f"op.imagenet.local_service_conf.model_config={model_dir}"])
     local = {} if args.address else {"num_cpus": args.ray_num_cpus, "_temp_dir": args.ray_temp_dir}
@@ -128,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     serve.run(build_application(raw, args.num_replicas, args.num_cpus), name="imagenet", route_prefix="/")
     logger.info("Ray Serve: %d replica(s) on http://%s:%d/imagenet/prediction", args.num_replicas, args.host,
                 args.port or config.http_port)
-    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
