@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from mobilenetv3_tipc.data import datasets
 from mobilenetv3_tipc.data import preprocess as preprocess_module
+from mobilenetv3_tipc.data.datasets import DataError, ImageClassificationDataset
 from mobilenetv3_tipc.data.labels import LabelFileError, labels_for, read_label_file
 from mobilenetv3_tipc.data.preprocess import MAX_PIXELS, ImageDecodeError, ImageTooLarge, decode_image
+from mobilenetv3_tipc.training.engine import build_loader
 from tests.fixtures.processes import run_python
 
 # 128 bytes that Pillow identifies as a DDS (DirectDraw Surface) file with an unknown FourCC. With all
@@ -103,6 +108,24 @@ def test_undecodable_plugin_image_in_the_training_data_ends_training_naming_it(
     assert result.returncode == 1, output[-3000:]
     assert f"corrupt image file: {bad}: not a decodable image" in output
     assert not (tmp_path / "out" / "latest.pdparams").exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_loader_worker_that_dies_is_an_error_naming_its_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = [(Path(f"/data/img{i}.png"), 0) for i in range(8)]
+
+    def crashing_decoder(path: Path) -> Image.Image:  # a decoder crash (segfault, OOM kill) in a worker
+        if path.name == "img5.png":
+            os._exit(3)
+        return Image.new("RGB", (8, 8))
+
+    monkeypatch.setattr(datasets, "decode_image", crashing_decoder)
+    loader = build_loader(ImageClassificationDataset(samples, lambda _img: np.zeros((3, 8, 8), np.float32)),
+                          batch_size=2, workers=2, train=False)
+    with pytest.raises(DataError, match=r"the data loader stopped: a worker process died while preparing "
+                                        r"(one of .*)?/data/img5\.png\b.* \(Paddle: "):
+        for _batch in loader:
+            pass
 
 
 def test_non_utf8_label_list_names_the_file(tmp_path: Path) -> None:

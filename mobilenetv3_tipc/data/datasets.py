@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from multiprocessing.sharedctypes import RawArray
 from pathlib import Path
 
 import numpy as np
-from paddle.io import Dataset
+from paddle.io import Dataset, get_worker_info
 from PIL import Image
 
 from mobilenetv3_tipc.data.preprocess import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
@@ -22,6 +23,7 @@ from mobilenetv3_tipc.data.preprocess import IMAGE_EXTENSIONS, ImageDecodeError,
 logger = logging.getLogger(__name__)
 
 Sample = tuple[Path, int]
+MAX_TRACKED_WORKERS = 256
 
 
 class DataError(ValueError):
@@ -115,19 +117,33 @@ class ImageClassificationDataset(Dataset):
         super().__init__()
         self.samples = samples
         self.transform = transform
+        # index each loader worker is preparing (-1: none), shared with the forked workers so the
+        # training process can name the file when a worker dies (see in_progress)
+        self._in_progress = RawArray("q", [-1] * MAX_TRACKED_WORKERS)
+
+    def in_progress(self) -> list[Path]:
+        """Files that loader workers had started and not finished (those a dead worker was preparing)."""
+        return [self.samples[index][0] for index in self._in_progress if 0 <= index < len(self.samples)]
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64]:
+        worker = get_worker_info()
+        slot = worker.id if worker is not None and worker.id < MAX_TRACKED_WORKERS else None
+        if slot is not None:
+            self._in_progress[slot] = index
         try:
-            return self._load(index), np.int64(self.samples[index][1])
+            sample = self._load(index), np.int64(self.samples[index][1])
         except DataError as exc:
             # Raising here would kill Paddle's loader thread (--workers 0: the run hangs) or worker
             # process (a SystemError naming no file), so the sample is replaced by a blank image
             # tagged with label -(index + 1) and check_batch() raises in the training loop.
             logger.error("%s", exc)
-            return self.transform(Image.new("RGB", (256, 256))), np.int64(-(index + 1))
+            sample = self.transform(Image.new("RGB", (256, 256))), np.int64(-(index + 1))
+        if slot is not None:
+            self._in_progress[slot] = -1
+        return sample
 
     def _load(self, index: int) -> np.ndarray:
         """Decode and transform sample ``index``; any failure is a :class:`DataError` naming the file."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +17,7 @@ from paddle import nn
 from paddle.io import BatchSampler, DataLoader, DistributedBatchSampler
 from tqdm import tqdm
 
-from mobilenetv3_tipc.data.datasets import ImageClassificationDataset
+from mobilenetv3_tipc.data.datasets import DataError, ImageClassificationDataset
 from mobilenetv3_tipc.training import distributed as dist_utils
 from mobilenetv3_tipc.training.metrics import MetricLogger, accuracy, correct_counts
 from mobilenetv3_tipc.training.profiler import TrainProfiler
@@ -33,7 +35,37 @@ class Amp:
     dtype: str = "bfloat16"  # float16 on GPU
 
 
-def build_loader(dataset: ImageClassificationDataset, batch_size: int, workers: int, train: bool) -> DataLoader:
+_WORKER_EXIT = re.compile(r"DataLoader process \(pid \d+\) exited unexpectedly with code -?\d+")
+
+
+class Loader:
+    """A ``DataLoader`` whose death names the sample: a worker process that dies (a crash in a
+    decoder, the OOM killer) makes Paddle raise a SystemError that says nothing of the data."""
+
+    def __init__(self, loader: DataLoader, dataset: ImageClassificationDataset) -> None:
+        self.loader, self.dataset = loader, dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except SystemError as exc:  # "Blocking queue is killed because the data reader raises an exception"
+                files = [str(path) for path in self.dataset.in_progress()]
+                where = files[0] if len(files) == 1 else f"one of {', '.join(files)}" if files else "a sample"
+                died = _WORKER_EXIT.search(str(exc))
+                reason = died.group(0) if died else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DataError(f"the data loader stopped: a worker process died while preparing {where} "
+                                f"(Paddle: {reason})") from exc
+            yield batch
+
+
+def build_loader(dataset: ImageClassificationDataset, batch_size: int, workers: int, train: bool) -> Loader:
     world, rank = dist_utils.world_size(), dist_utils.rank()
     if train:
         sampler = DistributedBatchSampler(dataset, batch_size, num_replicas=world, rank=rank,
@@ -43,14 +75,14 @@ def build_loader(dataset: ImageClassificationDataset, batch_size: int, workers: 
         sampler = BatchSampler(sampler=shard, batch_size=batch_size, drop_last=False)
     # A sample that fails to decode does not raise inside the loader (that hangs Paddle's reader
     # thread); the dataset tags it and check_batch() raises in the training loop.
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, use_shared_memory=False)
+    return Loader(DataLoader(dataset, batch_sampler=sampler, num_workers=workers, use_shared_memory=False), dataset)
 
 
 def train_one_epoch(
     model: nn.Layer,
     criterion: nn.Layer,
     optimizer: paddle.optimizer.Optimizer,
-    loader: DataLoader,
+    loader: Loader,
     epoch: int,
     *,
     num_classes: int,
@@ -142,7 +174,7 @@ def train_one_epoch(
 
 
 @paddle.no_grad()
-def recalibrate_batchnorm(model: nn.Layer, loader: DataLoader, batches: int) -> None:
+def recalibrate_batchnorm(model: nn.Layer, loader: Loader, batches: int) -> None:
     """Precise BN: set every BN's running mean/variance to the average over ``batches`` batches."""
     norms = [layer for layer in model.sublayers() if isinstance(layer, nn.BatchNorm2D)]
     saved = [layer._momentum for layer in norms]
@@ -163,7 +195,7 @@ def recalibrate_batchnorm(model: nn.Layer, loader: DataLoader, batches: int) -> 
 
 
 @paddle.no_grad()
-def evaluate(model: nn.Layer, criterion: nn.Layer, loader: DataLoader, *, num_classes: int,
+def evaluate(model: nn.Layer, criterion: nn.Layer, loader: Loader, *, num_classes: int,
              print_freq: int) -> dict[str, float]:
     """Top-1/top-5 over the whole val split, summed across ranks; prints `` * Acc@1 .. Acc@5 ..``."""
     model.eval()
