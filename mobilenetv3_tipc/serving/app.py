@@ -103,9 +103,6 @@ def read_labels(num_classes: int, model_dir: Any) -> list[str] | None:
     path = model_dir / LABEL_LIST
     try:
         return labels_for(num_classes, model_dir)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the label list "
-                          "as UTF-8") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the label list ({exc})") from None
 
