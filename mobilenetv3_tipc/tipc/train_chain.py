@@ -101,6 +101,10 @@ def parse_device(ctx: Context, entry: Entry, text: str) -> Device:
     listed = [ip.strip() for ip in ips.split(",")] if ips else []
     if any(not ip for ip in listed) or len(set(listed)) != len(listed):
         raise ctx.cfg.error(entry, f"gpu_list entry '{text}': the ips before ';' must be distinct and non-empty")
+    if any(ip in ("127.0.0.1", "localhost") for ip in listed):  # paddle.distributed.launch refuses them
+        raise ctx.cfg.error(entry, f"gpu_list entry '{text}': paddle.distributed.launch does not accept 127.0.0.1 "
+                                   "in a multi-node --ips; use the hosts' own addresses (on one machine: 127.0.0.2,"
+                                   "127.0.0.3 or namespace hosts)")
     return Device(text, kind, devices, ips, len(items), len(ips.split(",")) if ips else 1)
 
 
