@@ -206,7 +206,8 @@ def test_fleet_chain_two_cpu_processes(tipc_workspace: Path) -> None:
     assert (out / run / "launch_log" / "workerlog.1").is_file()
     multinode = [r for r in rows if "--ips=192.168.0.1,192.168.0.2" in r[2]]
     assert len(multinode) == 1
-    assert multinode[0][0] == "skipped" and multinode[0][4] == "multi-node needs hosts 192.168.0.1,192.168.0.2"
+    assert multinode[0][0] == "skipped" and multinode[0][4] == (
+        "multi-node needs hosts: 192.168.0.1, 192.168.0.2 are not reachable here; run the same command on each host")
     assert summary(result.stdout)[:2] == (4, 0)
 
 

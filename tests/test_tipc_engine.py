@@ -745,7 +745,9 @@ def test_step6_amp_and_fleet_layouts(tmp_path: Path, name: str) -> None:
     else:
         assert calls[0].startswith("-m paddle.distributed.launch --nproc_per_node 2 --log_dir ")
         multinode = [line for line in lines if "--ips=192.168.0.1,192.168.0.2" in line]
-        assert multinode and multinode[0].endswith("(multi-node needs hosts 192.168.0.1,192.168.0.2)")
+        assert multinode and multinode[0].endswith(
+            "(multi-node needs hosts: 192.168.0.1, 192.168.0.2 are not reachable here; "
+            "run the same command on each host)")
 
 
 def test_log_names_from_a_hostile_config_stay_in_the_output_folder(tmp_path: Path) -> None:

@@ -235,15 +235,27 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def host_of(ip: str, prefix: str = PREFIX_STEM) -> Host | None:
-    """The namespace host (made here, name starting with ``prefix``) that owns address ``ip``, if any."""
+def hosts_of(ip: str, prefix: str = PREFIX_STEM) -> list[Host]:
+    """Every namespace host (made here, name starting with ``prefix``) that owns address ``ip``.
+
+    Loopback addresses are never a host's: every namespace has its own ``127.0.0.1``.
+    """
+    if ipaddress.ip_address(ip).is_loopback:
+        return []
+    found = []
     for name in list_namespaces(prefix):
         for line in _ip("-o", "-4", "addr", "show", netns=name, check=False).stdout.splitlines():
             words = line.split()
             # "2: eth0    inet 10.213.0.1/24 brd ... scope global eth0"
             if len(words) > 3 and words[2] == "inet" and words[3].split("/")[0] == ip:
-                return Host(name=name, ip=ip, ifname=words[1].split("@")[0])
-    return None
+                found.append(Host(name=name, ip=ip, ifname=words[1].split("@")[0]))
+    return found
+
+
+def host_of(ip: str, prefix: str = PREFIX_STEM) -> Host | None:
+    """The first namespace host (made here, name starting with ``prefix``) that owns address ``ip``, if any."""
+    found = hosts_of(ip, prefix)
+    return found[0] if found else None
 
 
 def remove_prefix(prefix: str) -> list[str]:

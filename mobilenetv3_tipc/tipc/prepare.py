@@ -180,7 +180,8 @@ class Prepare:
         mode = "lite_train_lite_infer"
         out_dir = Path(f"test_tipc/output/{self.model}/prepare_weights")
         ctx = Context(Config.load(config), mode, "train", self.python, out_dir, "unused", Path.cwd())
-        runs = [r for r in TrainChain(ctx).runs if r.device.kind == "cpu" and r.device.nproc == 1 and r.train]
+        runs = [r for r in TrainChain(ctx).runs if r.device.kind == "cpu" and r.device.nproc == 1
+                and r.device.nodes == 1 and r.train]
         if not runs:
             raise PrepareError(f"no weights for {self.model}, and {config} has no one-process CPU trainer")
         lock = FolderLock(out_dir)

@@ -8,7 +8,11 @@ reason; independent steps still run.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +27,16 @@ from mobilenetv3_tipc.tipc.chain import (
 )
 from mobilenetv3_tipc.tipc.config import ConfigError, Entry, alternatives, is_null, mode_value, parse_bool
 from mobilenetv3_tipc.tipc.paddle_infer import InferencePlan, check_infer_section, infer_entry, weights_name
-from mobilenetv3_tipc.tipc.runner import Run, quote_command
+from mobilenetv3_tipc.tipc.results import Step
+from mobilenetv3_tipc.tipc.runner import (
+    EXIT_SKIPPED,
+    Run,
+    die_with_parent,
+    kill_group,
+    quote_command,
+    signal_group,
+    step_timeout,
+)
 
 MODES = (*TRAIN_MODES, *INFER_MODES)
 SECTIONS = ("train_params", "eval_params", "infer_params", "train_benchmark_params", "infer_benchmark_params")
@@ -48,6 +61,21 @@ class Device:
 
 
 @dataclass
+class HostLaunch:
+    """One host's part of a multi-node training: its own launch command and logs."""
+
+    ip: str
+    namespace: str  # the network namespace of a test-network host; "" for an address of this machine
+    argv: list[str]
+    log: Path  # the launcher's own output
+    log_dir: Path  # paddle.distributed.launch --log_dir (workerlog.N)
+
+    @property
+    def label(self) -> str:
+        return f"{self.ip} (namespace {self.namespace})" if self.namespace else f"{self.ip} (this machine)"
+
+
+@dataclass
 class TrainRun:
     name: str
     trainer: str
@@ -58,6 +86,7 @@ class TrainRun:
     skip: str = ""
     hardware: bool = False
     gpu_env: dict[str, str] = field(default_factory=dict)
+    hosts: list[HostLaunch] = field(default_factory=list)  # multi-node: one launch per host, run in parallel
 
 
 def parse_device(ctx: Context, entry: Entry, text: str) -> Device:
@@ -69,6 +98,13 @@ def parse_device(ctx: Context, entry: Entry, text: str) -> Device:
         kind = "gpu"
     else:
         raise ctx.cfg.error(entry, f"gpu_list entry '{text}': expected -1, -1,-1, 0, 0,1 or ip1,ip2;0,1")
+    listed = [ip.strip() for ip in ips.split(",")] if ips else []
+    if any(not ip for ip in listed) or len(set(listed)) != len(listed):
+        raise ctx.cfg.error(entry, f"gpu_list entry '{text}': the ips before ';' must be distinct and non-empty")
+    if any(ip in ("127.0.0.1", "localhost") for ip in listed):  # paddle.distributed.launch refuses them
+        raise ctx.cfg.error(entry, f"gpu_list entry '{text}': paddle.distributed.launch does not accept 127.0.0.1 "
+                                   "in a multi-node --ips; use the hosts' own addresses (on one machine: 127.0.0.2,"
+                                   "127.0.0.3 or namespace hosts)")
     return Device(text, kind, devices, ips, len(items), len(ips.split(",")) if ips else 1)
 
 
@@ -85,6 +121,82 @@ def is_local_ip(ip: str) -> bool:
     except OSError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------- multi-node hosts
+# A multi-node gpu_list entry (`ip1,ip2;-1`, upstream `ip1,ip2;0,1`) runs here only when every ip is a
+# host of a namespace test network (python -m mobilenetv3_tipc.tipc.netns) or an address of this machine;
+# real clusters run the printed per-host command on each machine (docs/scale-out.md).
+MULTI_NODE_HINT = "run the same command on each host"
+# After one host's launch failed, the others get this long to fail on their own (their logs then say
+# what they waited for) before the chain stops them: the training cannot finish without every rank.
+PEER_GRACE_S = 30.0
+
+
+def local_ifname(ip: str) -> str:
+    """The interface of this machine that holds IP ("" when `ip` cannot tell)."""
+    if ip.startswith("127.") or ip in ("localhost", "::1"):
+        return "lo"
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, timeout=30,
+                             check=False, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in out.splitlines():  # "2: eth0    inet 10.0.0.1/24 brd ... scope global eth0"
+        words = line.split()
+        if len(words) > 3 and words[2] in ("inet", "inet6") and words[3].split("/")[0] == ip:
+            return words[1].split("@")[0]
+    return ""
+
+
+def namespace_hosts(ip: str) -> list[tuple[str, str]]:
+    """(namespace, interface) of each test-network host that owns IP (needs root and iproute2).
+
+    ``TIPC_NETNS_PREFIX`` limits the search to one network (``mtipc-<id>-``): test networks all use
+    the same subnet, so two of them at once own the same addresses.
+    """
+    import ipaddress
+
+    from mobilenetv3_tipc.tipc import netns
+
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:  # a host name: never a namespace host
+        return []
+    if netns.unavailable_reason() is not None:
+        return []
+    prefix = os.environ.get("TIPC_NETNS_PREFIX", "").strip() or netns.PREFIX_STEM
+    try:
+        return [(host.name, host.ifname) for host in netns.hosts_of(ip, prefix)]
+    except (netns.NetnsError, OSError, subprocess.SubprocessError):
+        return []
+
+
+def resolve_hosts(ips: list[str]) -> tuple[list[tuple[str, str, str]], str]:
+    """Per ip (ip, namespace or "", interface), or a skip reason when the hosts cannot run here."""
+    found: list[tuple[str, str, str]] = []
+    missing: list[str] = []
+    for ip in ips:
+        hosts = namespace_hosts(ip)
+        if len(hosts) > 1:
+            return [], (f"multi-node hosts are ambiguous: {ip} is a host of {len(hosts)} test networks "
+                        f"({', '.join(name for name, _ in hosts)}); set TIPC_NETNS_PREFIX to the one to use")
+        if hosts:
+            found.append((ip, *hosts[0]))
+        elif is_local_ip(ip):
+            found.append((ip, "", local_ifname(ip)))
+        else:
+            missing.append(ip)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        return [], f"multi-node needs hosts: {', '.join(missing)} {verb} not reachable here; {MULTI_NODE_HINT}"
+    spaces = {namespace for _, namespace, _ in found}
+    if "" in spaces and len(spaces) > 1:
+        inside = next(ip for ip, namespace, _ in found if namespace)
+        local = next(ip for ip, namespace, _ in found if not namespace)
+        return [], (f"multi-node needs hosts on one network: {inside} is a namespace host and {local} an address "
+                    f"of this machine, which that test network cannot reach; {MULTI_NODE_HINT}")
+    return found, ""
 
 
 class TrainChain:
@@ -220,9 +332,37 @@ class TrainChain:
             argv += ["--log_dir", str(run_dir / "launch_log")]
         argv += script + self.train_flags(run_dir, device.kind)
         run = TrainRun(name, trainer, device, argv, export, quant, gpu_env=gpu_env)
-        if device.ips and not all(is_local_ip(ip) for ip in device.ips.split(",")):
-            run.skip, run.hardware = f"multi-node needs hosts {device.ips}", True
+        if device.ips:
+            hosts, reason = resolve_hosts(device.ips.split(","))
+            if reason:
+                run.skip, run.hardware = reason, True
+            else:
+                run.hosts = self.plan_hosts(device, hosts, script, run_dir)
+                run.train = run.hosts[0].argv
         return run
+
+    def plan_hosts(self, device: Device, hosts: list[tuple[str, str, str]], script: list[str],
+                   run_dir: Path) -> list[HostLaunch]:
+        """One `paddle.distributed.launch --ips=... --host=IP` per host, the same master (the first ip).
+
+        Rank 0 (the first ip) writes the checkpoint to the run dir; the others get an output dir of
+        their own (inside their launch log dir), so a rank that wrote would show.
+        """
+        devices = [f"--gpus={device.devices}"] if device.kind == "gpu" else ["--nproc_per_node", str(device.nproc)]
+        port = os.environ.get("TIPC_FLEET_START_PORT", "").strip()
+        start_port = ["--start_port", port] if port.isdigit() else []
+        ifname_var = "NCCL_SOCKET_IFNAME" if device.kind == "gpu" else "GLOO_SOCKET_IFNAME"
+        out = []
+        for rank, (ip, namespace, ifname) in enumerate(hosts):
+            log_dir = run_dir / "launch_log" / safe_name(ip)
+            argv = ["ip", "netns", "exec", namespace] if namespace else []
+            if ifname:
+                argv += ["env", f"{ifname_var}={ifname}"]
+            argv += [*self.ctx.python, "-m", "paddle.distributed.launch", f"--ips={device.ips}", f"--host={ip}",
+                     *devices, *start_port, "--log_dir", str(log_dir)]
+            argv += script + self.train_flags(run_dir if rank == 0 else log_dir / "output", device.kind)
+            out.append(HostLaunch(ip, namespace, argv, log_dir / "launcher.log", log_dir))
+        return out
 
     def train_flags(self, run_dir: Path, kind: str) -> list[str]:
         flags: list[str] = []
@@ -266,7 +406,10 @@ class TrainChain:
             return
         run_dir = self.ctx.out_dir / tr.name
         shutil.rmtree(run_dir, ignore_errors=True)
-        step = run.step(tr.train, self.ctx.log(f"{tr.name}_train"), group="train")
+        if tr.hosts:
+            step = self.run_hosts(run, tr)
+        else:
+            step = run.step(tr.train, self.ctx.log(f"{tr.name}_train"), group="train")
         name_entry = self.cfg.find("train_model_name", "train_params")
         weights = run_dir / weights_name(name_entry.value if name_entry else "latest.pdparams")
         if step.status != "passed":
@@ -284,6 +427,87 @@ class TrainChain:
             run.skip(f"inference of {tr.name}", f"the export step did not produce {infer_dir}", group="inference")
             return
         self.run_inference(run, infer_dir, tr.name, tr.quant, tr.gpu_env)
+
+    def run_hosts(self, run: Run, tr: TrainRun) -> Step:
+        """Start every host's launch at once, wait for all (TIPC_STEP_TIMEOUT), record one train step.
+
+        Passed when every launch exits 0; skipped when every launch exits 77; failed otherwise, on a
+        timeout or an interrupt. The step's log holds each host's launcher output and worker logs.
+        """
+        run.check_interrupted()
+        timeout = step_timeout()
+        log = self.ctx.log(f"{tr.name}_train")
+        command = " & ".join(quote_command(h.argv) for h in tr.hosts)
+        start = time.monotonic()
+        started: list[tuple[HostLaunch, subprocess.Popen]] = []
+        reason = ""
+        for host in tr.hosts:
+            host.log_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(host.log, "wb") as handle:
+                    proc = subprocess.Popen(host.argv, stdin=subprocess.DEVNULL, stdout=handle,
+                                            stderr=subprocess.STDOUT, cwd=self.ctx.root, start_new_session=True,
+                                            preexec_fn=die_with_parent)
+            except OSError as exc:
+                reason = f"cannot start on {host.ip}: {exc.strerror}"
+                break
+            run.background.append(proc)  # a SIGINT/SIGTERM to the chain reaches it too
+            started.append((host, proc))
+        first_failure = None
+        while not reason:
+            codes = [proc.poll() for _, proc in started]
+            if all(code is not None for code in codes):
+                break
+            now = time.monotonic()
+            if run.signum is not None:
+                reason = f"interrupted by {signal.Signals(run.signum).name}"
+            elif now - start > timeout:
+                reason = f"timed out after {timeout} s"
+            elif any(code not in (None, 0) for code in codes):
+                first_failure = first_failure or now
+                if now - first_failure > PEER_GRACE_S:
+                    reason = f"stopped {PEER_GRACE_S:.0f} s after another host failed"
+            time.sleep(0.2)
+        for _, proc in started:  # SIGTERM every group first: a launcher stops its workers
+            if proc.poll() is None:
+                signal_group(proc.pid, signal.SIGTERM)
+        for _, proc in started:
+            kill_group(proc)
+            signal_group(proc.pid, signal.SIGKILL)  # nothing a launch started outlives the step
+            run.background.remove(proc)
+        seconds = round(time.monotonic() - start, 1)
+        codes = {host.ip: proc.returncode for host, proc in started}
+        self.write_hosts_log(log, tr, codes, seconds)
+        exited = [f"{ip}: exit code {code}" for ip, code in codes.items() if code not in (0, None) and code >= 0]
+        stopped = [ip for ip, code in codes.items() if code is not None and code < 0]
+        status = "passed"
+        if not reason and codes and all(code == EXIT_SKIPPED for code in codes.values()):
+            status, reason = "skipped", "every host's launch exited 77"
+        elif reason or exited or stopped:
+            status = "failed"
+            reason = "; ".join(part for part in (reason, ", ".join(exited),
+                                                 f"stopped on {', '.join(stopped)}" if stopped else "") if part)
+        step = Step(status, run.results.model, command, str(log), reason, seconds=seconds,
+                    hardware=status == "skipped", group="train")
+        run.results.add(step)
+        if reason.startswith("interrupted"):
+            run.check_interrupted()
+        return step
+
+    @staticmethod
+    def write_hosts_log(log: Path, tr: TrainRun, codes: dict[str, int | None], seconds: float) -> None:
+        """One log for the step: per host its command, exit code, launcher output and worker logs."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w", encoding="utf-8") as out:
+            out.write(f"multi-node training on {len(tr.hosts)} hosts, {seconds} s; rank 0 = {tr.hosts[0].ip}\n")
+            for rank, host in enumerate(tr.hosts):
+                code = codes.get(host.ip)
+                state = "not started" if host.ip not in codes else f"exit code {code}"
+                out.write(f"\n===== host {host.label}, node rank {rank}: {state}\n{quote_command(host.argv)}\n")
+                for part in [host.log, *sorted(host.log_dir.glob("workerlog.*"))]:
+                    if part.is_file():
+                        out.write(f"----- {part}\n")
+                        out.write(part.read_text(encoding="utf-8", errors="replace"))
 
     def run_eval(self, run: Run, tr: TrainRun, weights: Path) -> None:
         entry = self.cfg.find("eval", "eval_params") or self.cfg.entry("eval")
