@@ -35,16 +35,19 @@ logger = logging.getLogger("train")
 _WATCHDOG = """
 import os, signal, sys, time
 pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-deadline = time.monotonic() + seconds
-while time.monotonic() < deadline:
-    if os.getppid() != pid:
-        sys.exit(0)
-    time.sleep(0.2)
+
+def wait_for_parent(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.getppid() != pid:
+            sys.exit(0)
+        time.sleep(0.2)
+
+wait_for_parent(seconds)
 sys.stderr.write(message + "\\n")
 sys.stderr.flush()
-time.sleep(10)
-if os.getppid() == pid:
-    os.kill(pid, signal.SIGKILL)
+wait_for_parent(10)
+os.kill(pid, signal.SIGKILL)
 """
 
 
