@@ -32,6 +32,7 @@ from tests.fixtures.serving import (
     FakeServers,
     b64,
     make_jpeg,
+    make_png,
     make_png_bomb,
     make_unsupported_dds,
     request_body,
@@ -235,13 +236,18 @@ def test_pixel_cap_per_request(fakes: FakeServers) -> None:
     big = b64(make_jpeg(1200, 1000))  # 1.2 M pixels
     with httpx.Client(timeout=30) as http:
         assert http.post(f"{url}{URL}", content=json.dumps(request_body([big]))).json()["err_no"] == 0
-        refused = http.post(f"{url}{URL}", content=json.dumps(request_body([big, big]))).json()
+        # over the budget, a JPEG is draft-decoded at 1/2 (600x500) while its short side stays >= 256
+        assert http.post(f"{url}{URL}", content=json.dumps(request_body([big, big]))).json()["err_no"] == 0
+        refused = http.post(f"{url}{URL}", content=json.dumps(request_body([big] * 4))).json()
+        png = b64(make_png(1200, 1000))  # PNG has no draft mode: over the budget it is refused
+        refused_png = http.post(f"{url}{URL}", content=json.dumps(request_body([png, png]))).json()
         bomb = http.post(f"{url}{URL}", content=json.dumps(request_body([b64(make_png_bomb())]))).json()
-    assert refused["err_no"] == INPUT_PARAMS_ERROR and "value[1]" in refused["err_msg"]
+    assert refused["err_no"] == INPUT_PARAMS_ERROR and "value[3]" in refused["err_msg"]
     assert "max_request_pixels = 2,000,000" in refused["err_msg"]
+    assert refused_png["err_no"] == INPUT_PARAMS_ERROR and "value[1]" in refused_png["err_msg"]
     assert bomb["err_no"] == INPUT_PARAMS_ERROR and "64,000,000" in bomb["err_msg"]
     assert "178956970" not in bomb["err_msg"] and "178,956,970" not in bomb["err_msg"]
-    assert backend.sizes == [1]  # only the request within the cap ran
+    assert backend.sizes == [1, 2]  # only the requests within the cap ran
 
 
 def test_any_decoder_failure_is_bad_input(fakes: FakeServers, caplog: pytest.LogCaptureFixture) -> None:

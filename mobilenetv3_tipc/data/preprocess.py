@@ -89,12 +89,16 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def decode_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def decode_image(source: ImageSource, max_pixels: int = MAX_PIXELS, *, draft_to_fit: bool = False) -> Image.Image:
     """Open a path, raw bytes or PIL image as a fully decoded RGB ``PIL.Image``.
 
     Only :data:`ACCEPTED_FORMATS` are opened. Every failure is an :class:`ImageDecodeError`
     naming the input (:class:`ImageTooLarge` above ``max_pixels``, checked from the header):
     Pillow raises many exception types, and one escaping into a data-loader thread hangs it.
+
+    ``draft_to_fit``: a JPEG over ``max_pixels`` (but within :data:`MAX_PIXELS`) is decoded at
+    the smallest DCT scale (1/2, 1/4, 1/8) that fits, if its short side stays at least
+    :data:`RESIZE_SIZE`; only such images decode differently, every other one exactly as without it.
     """
     if isinstance(source, Image.Image):
         return source.convert("RGB")
@@ -112,6 +116,9 @@ def decode_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Ima
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream, formats=ACCEPTED_FORMATS) as img:
                 width, height = img.size
+                if draft_to_fit and img.format == "JPEG" and max_pixels < width * height <= MAX_PIXELS:
+                    _draft_to_fit(img, max_pixels)
+                    width, height = img.size
                 if width * height > max_pixels:
                     raise ImageTooLarge(name, max_pixels, width, height)
                 img.load()
@@ -131,6 +138,18 @@ def decode_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Ima
         raise ImageDecodeError(f"{name}: corrupt or truncated image ({_reason(exc)})") from exc
     except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise any type (struct.error, IndexError, ...)
         raise ImageDecodeError(f"{name}: not a decodable image ({_reason(exc)})") from exc
+
+
+def _draft_to_fit(img: Image.Image, max_pixels: int) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale-down that fits ``max_pixels`` (no-op if none does)."""
+    width, height = img.size
+    for scale in (2, 4, 8):
+        w, h = -(-width // scale), -(-height // scale)
+        if min(w, h) < RESIZE_SIZE:
+            return
+        if w * h <= max_pixels:
+            img.draft("RGB", (w, h))
+            return
 
 
 def resized_size(width: int, height: int, size: int = RESIZE_SIZE) -> tuple[int, int]:

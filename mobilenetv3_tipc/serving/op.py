@@ -60,7 +60,7 @@ class ImagenetOp:
                 raise Cancelled
             limit = min(MAX_PIXELS, budget)
             try:
-                img = decode_image(data, max_pixels=limit)
+                img = decode_image(data, max_pixels=limit, draft_to_fit=True)
             except ImageDecodeError as exc:  # every decoder failure, by contract of decode_image
                 raise ProtocolError(INPUT_PARAMS_ERROR, self._decode_message(where, exc, limit)) from exc
             budget -= img.width * img.height
