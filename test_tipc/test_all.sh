@@ -12,8 +12,10 @@
 # the next one. A config with no script yet is recorded skipped with the reason.
 #
 # Output, in test_tipc/output/:
-#   <model>/<MODE>/results_<kind>.<config>.{log,json,xml}  each chain's results file, renamed
-#       after the chain so that chains sharing a MODE (train, AMP, fleet, PACT) keep their own;
+#   <model>/<MODE>/results_<kind>[.<config>].{log,json,xml}  each chain's results, as the chain
+#       names them (results_python.log for train_infer_python.txt; a trainer variant sharing its
+#       MODE, e.g. train_amp_infer_python.txt, gets results_python.train_amp_infer_python.log).
+#       A run replaces the results files of the models it runs, so the report shows this run;
 #   <model>/test_all/<config>.<MODE>.console.log           what prepare.sh and the chain printed;
 #   test_all.tsv      one row per chain: config, script, status, exit code, wall seconds, files;
 #   results_all.xml   every chain's JUnit merged into one file;
@@ -182,21 +184,31 @@ record_chain() {
 }
 
 #######################################
-# Status 0 for a results file as a chain writes it: results_<kind>.<log|times|xml>, one dot.
+# Remove the results files of the models about to run (their step logs stay): the report and
+# the totals then show this run only. Arguments: model folders under CONFIG_ROOT.
 #######################################
-is_plain_results() {
-  local name
-  name="$(basename "$1")"
-  [[ "${name}" == results_* && "${name#*.}" != *.* ]]
+clear_results() {
+  local dir config name old
+  local -A cleared=()
+  for dir in "$@"; do
+    for config in "${CONFIG_ROOT}/${dir}"/*.txt; do
+      name="$(model_name_of "${config}" "${dir}")"
+      [[ -n "${cleared[${name}]:-}" || ! -d "${OUTPUT_ROOT}/${name}" ]] && continue
+      cleared["${name}"]=1
+      for old in "${OUTPUT_ROOT}/${name}"/*/results_*.{log,json,times,xml}; do
+        rm -f -- "${old}"
+      done
+    done
+  done
 }
 
 #######################################
-# Prepare and run one chain; rename its results file after the config.
+# Prepare and run one chain; find the results file it wrote.
 # Arguments: config path, script name, mode.
 #######################################
 run_chain() {
   local config="$1" script="$2" mode="$3"
-  local model stem out_dir console stamp start rc=0 status reason="" results="" found kind ext
+  local model stem out_dir console stamp start rc=0 status reason="" results="" found
   model="$(model_name_of "${config}" "$(basename "$(dirname "${config}")")")"
   stem="$(basename "${config}" .txt)"
   out_dir="${OUTPUT_ROOT}/${model}/${mode}"
@@ -209,13 +221,6 @@ run_chain() {
   fi
   mkdir -p "${out_dir}" "$(dirname "${console}")"
   : >"${console}"
-  # This chain's old results (and unsuffixed ones of hand runs) would read as this run's.
-  local old
-  for old in "${out_dir}"/results_*.{log,times,json,xml}; do
-    if is_plain_results "${old}" || [[ "$(basename "${old}")" == results_*."${stem}".* ]]; then
-      rm -f -- "${old}"
-    fi
-  done
   stamp="${out_dir}/.test_all_stamp"
   : >"${stamp}"
   start="${SECONDS}"
@@ -228,17 +233,11 @@ run_chain() {
     run_logged "${console}" bash "test_tipc/${script}" "${config}" "${mode}" || rc=$?
   fi
   local seconds=$((SECONDS - start))
-  # Whatever results_<kind>.log this chain wrote: keep it under the config's name.
+  # The results file this chain wrote: the one in its MODE folder written since it started.
   for found in "${out_dir}"/results_*.log; do
-    is_plain_results "${found}" && [[ -f "${found}" && "${found}" -nt "${stamp}" ]] || continue
-    kind="$(basename "${found}" .log)"
-    mv -f -- "${found}" "${out_dir}/${kind}.${stem}.log"
-    for ext in times json xml; do
-      if [[ -f "${out_dir}/${kind}.${ext}" ]]; then
-        mv -f -- "${out_dir}/${kind}.${ext}" "${out_dir}/${kind}.${stem}.${ext}"
-      fi
-    done
-    results="${out_dir}/${kind}.${stem}.log"
+    if [[ -f "${found}" && "${found}" -nt "${stamp}" ]]; then
+      results="${found}"
+    fi
   done
   rm -f -- "${stamp}"
   count_steps "${results}"
@@ -322,6 +321,7 @@ main() {
   export TIPC_OFFLINE="${TIPC_OFFLINE:-1}"
   trap on_signal INT TERM
   mkdir -p "${OUTPUT_ROOT}"
+  clear_results "${models[@]}"
   : >"${MANIFEST}"
   manifest_row model mode config script status rc seconds results console reason
   local line rank config script mode

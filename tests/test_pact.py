@@ -1,8 +1,7 @@
 """Quant-aware training (PACT): ``train.py --pact_quant``, ``tools/export_model.py --pact_quant``
 and the TIPC PACT chain (``train_pact_infer_python.txt``) on lite data.
 
-The chain runs in its own repository copy (its results_python.log would otherwise replace the
-lite chain's in the shared ``tipc_workspace``), starting from the lite chain's float weights.
+The chain runs in its own repository copy, starting from the lite chain's float weights.
 """
 
 from __future__ import annotations
@@ -50,7 +49,8 @@ def pact_chain(pact_workspace: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.tipc
 def test_pact_chain_ends_with_0_failed(pact_chain: subprocess.CompletedProcess[str], pact_workspace: Path) -> None:
     passed, skipped_count = green_summary(pact_chain)
-    status = (pact_workspace / RUN_DIR.parent / "results_python.log").read_text(encoding="utf-8").splitlines()
+    results = pact_workspace / RUN_DIR.parent / "results_python.train_pact_infer_python.log"
+    status = results.read_text(encoding="utf-8").splitlines()
     assert len(status) == passed + skipped_count
     ran = [line for line in status if line.startswith("Run successfully")]
     assert any("train.py" in line and "--pact_quant" in line for line in ran), status

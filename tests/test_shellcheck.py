@@ -13,7 +13,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO_ROOT / "test_tipc").glob("*.sh"))
 # The shared harness: no eval of config text, no kill by process name.
-HARNESS = ["common_func.sh", "prepare.sh", "test_train_inference_python.sh", "test_paddle2onnx.sh", "test_serving.sh"]
+HARNESS = [
+    "common_func.sh", "prepare.sh", "test_train_inference_python.sh", "test_paddle2onnx.sh", "test_serving.sh",
+    "test_all.sh",
+]
 
 
 def shellcheck_binary() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def build_report(output_root: Path, out: Path | None = None, junit_out: Path | N
         junit=Path(junit_out) if junit_out else None,
     ))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # chains may finish at once
     tmp.write_text(content, encoding="utf-8")
     tmp.replace(out)
     logger.info("wrote %s (%d chains)", out, len(chains))

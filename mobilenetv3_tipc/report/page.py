@@ -52,6 +52,7 @@ table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: var(--none-bg); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.when { white-space: nowrap; }
 code { font: 12px/1.4 "DejaVu Sans Mono", Menlo, Consolas, monospace; word-break: break-all; }
 .badge { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 12px; font-weight: 600; }
 .badge.passed { background: var(--pass-bg); color: var(--pass); }
@@ -163,6 +164,13 @@ def _failures(page: Page) -> str:
             + "".join(items) + "</ol></section>")
 
 
+def _when(stamp: str) -> str:
+    """``2026-12-02T15:03:24Z`` as ``2026-12-02 15:03:24 UTC``; other text as it is."""
+    if len(stamp) == 20 and stamp[10] == "T" and stamp.endswith("Z"):
+        return f"{stamp[:10]} {stamp[11:19]} UTC"
+    return stamp
+
+
 def _chains_table(page: Page) -> str:
     rows = []
     for chain in page.chains:
@@ -177,7 +185,7 @@ def _chains_table(page: Page) -> str:
             f'<td><a href="#{_e(chain.anchor)}">{_e(chain.label)}</a></td><td>{_badge(chain.status)}</td>'
             f'<td class="num">{counts["passed"]}</td><td class="num">{counts["failed"]}</td>'
             f'<td class="num">{counts["skipped"]}</td><td class="num">{_e(_seconds(chain.seconds))}</td>'
-            f'<td>{_e(chain.finished)}</td><td><code>{_e(chain.script or chain.kind)}</code></td>'
+            f'<td class="when">{_e(_when(chain.finished))}</td><td><code>{_e(chain.script or chain.kind)}</code></td>'
             f'<td>{" ".join(links)}</td></tr>'
         )
     head = ("<tr><th>chain (model / MODE / config)</th><th>status</th><th class=num>passed</th>"

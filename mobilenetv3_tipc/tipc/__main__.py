@@ -68,7 +68,7 @@ def run_chain(kind: str, argv: list[str]) -> int:
             raise UsageError("GPU_ID (card ids like 0 or 0,1) is read in whole_infer only, as upstream")
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
     chain = cls(ctx)  # plans everything: config errors surface here, before anything is written
-    banner = f"TIPC {kind} chain: config {ctx.cfg.path}, mode {ctx.mode}, results {ctx.out_dir / RESULTS[kind]}"
+    banner = f"TIPC {kind} chain: config {ctx.cfg.path}, mode {ctx.mode}, results {ctx.out_dir / ctx.results_name}"
     if how:
         banner += f" ({how})"
     return execute(ctx, chain, banner)

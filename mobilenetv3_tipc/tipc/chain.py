@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mobilenetv3_tipc.tipc.config import Config, ConfigError, Entry, canonical, is_null, norm_key
 from mobilenetv3_tipc.tipc.results import Results, Step
+from mobilenetv3_tipc.tipc.results import results_name as variant_results_name
 from mobilenetv3_tipc.tipc.runner import Interrupted, LockBusy, Run
 
 OUTPUT_ROOT = Path("test_tipc/output")
@@ -133,8 +134,11 @@ class Context:
         return words
 
     def make_run(self) -> Run:
-        results = Results(self.out_dir / self.results_name, self.model, f"tipc.{self.model}.{self.mode}",
-                          colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+        variant = self.results_name.split(".")[1:-1]  # results_python.<config stem>.log
+        suite = ".".join(["tipc", self.model, self.mode, *variant])
+        results = Results(self.out_dir / self.results_name, self.model, suite,
+                          colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"),
+                          config=str(self.cfg.path), report_root=OUTPUT_ROOT)
         return Run(self.out_dir, results, cwd=self.root)
 
 
@@ -169,7 +173,8 @@ def make_context(kind: str, config: str, mode: str, results_name: str, modes: tu
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_entry.value) or model_entry.value.strip(".") == "":
         raise cfg.error(model_entry, f"model_name '{model_entry.value}' must be a plain name (letters, digits, _ . -)")
     root = Path.cwd()
-    return Context(cfg, mode, kind, step_python(cfg), OUTPUT_ROOT / model_entry.value / mode, results_name, root)
+    return Context(cfg, mode, kind, step_python(cfg), OUTPUT_ROOT / model_entry.value / mode,
+                   variant_results_name(results_name, config), root)
 
 
 def defining_check(run: Run, group: str, what: str) -> None:
