@@ -260,7 +260,8 @@ def plot_ips(logs: Sequence[SpeedLog], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(logs), 2) + 1.2))
     bars = ax.barh(range(len(logs)), values, color=["#3b7dd8" if log.status == "ok" else "#bbbbbb" for log in logs])
     top = max(values, default=0.0) or 1.0
-    for bar, log, value in zip(bars, logs, values, strict=True):
+    for index, log in enumerate(logs):  # (no zip(strict=...): the tipc engine runs on Python 3.9 too)
+        bar, value = bars[index], values[index]
         text = f"{value:.1f}" if log.status == "ok" else log.status
         ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
     ax.set_yticks(range(len(logs)), labels, fontsize=8)
