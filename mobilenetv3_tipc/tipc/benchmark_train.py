@@ -183,25 +183,22 @@ def plan(params: BenchmarkParams, combos: Sequence[Combination], cuda: bool, gpu
     """Decide every combination: train.py flags and process count, or a skip with its reason."""
     runs = []
     for combo in combos:
-        if combo.nodes > 1:
-            runs.append(PlannedRun(combo, skip_reason=f"{combo.device_num} needs {combo.nodes} hosts; "
-                                                      "benchmark_train runs on this host only"))
-            continue
-        if combo.fp_item != "fp32" and not cuda:
-            runs.append(PlannedRun(combo, skip_reason=f"{combo.fp_item} training needs CUDA (on CPU train.py "
-                                                      "--amp would train in float32); this machine has no GPU"))
-            continue
-        if cuda and combo.cards > gpu_count:
-            runs.append(PlannedRun(combo, skip_reason=f"{combo.device_num} needs {combo.cards} GPUs, "
-                                                      f"this machine has {gpu_count}"))
-            continue
         flags = [f"--batch-size={combo.batch_size}", f"--epochs={params.epochs}", f"--max-steps={params.max_steps}",
-                 "--print-freq=1", "--eval-during-train=False", *PRECISION_FLAGS[combo.fp_item]]
+                 "--print-freq=1", "--eval-during-train=False", "--bn-recalibration-batches=0",
+                 *PRECISION_FLAGS[combo.fp_item]]
         if params.num_workers is not None:
             flags.append(f"--workers={params.num_workers}")
         if combo.model_type == "dynamicTostatic":
             flags.append("--to_static=True")
-        runs.append(PlannedRun(combo, tuple(flags), nproc=combo.cards))
+        reason = ""
+        if combo.nodes > 1:
+            reason = f"{combo.device_num} needs {combo.nodes} hosts; benchmark_train runs on this host only"
+        elif combo.fp_item != "fp32" and not cuda:
+            reason = (f"{combo.fp_item} training needs CUDA (on CPU train.py --amp would train in float32); "
+                      "this machine has no GPU")
+        elif cuda and combo.cards > gpu_count:
+            reason = f"{combo.device_num} needs {combo.cards} GPUs, this machine has {gpu_count}"
+        runs.append(PlannedRun(combo, tuple(flags), nproc=combo.cards, skip_reason=reason))
     return runs
 
 
