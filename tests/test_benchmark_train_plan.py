@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mobilenetv3_tipc.cli import UsageError
@@ -117,3 +119,23 @@ def test_gpu_plan_uses_amp_flags_and_gpu_count() -> None:
     assert "N1C2 needs 2 GPUs, this machine has 1" in runs[1].skip_reason
     two = plan(params, [parse_spec("dynamic_bs8_fp32_DP_N1C2")], cuda=True, gpu_count=2)[0]
     assert launcher(two, cuda=True, log_dir="L")[-2:] == ["--gpus", "0,1"]
+
+
+def test_data_path_flag_and_benchmark_data(tmp_path: Path) -> None:
+    from mobilenetv3_tipc.tipc.benchmark_train import make_benchmark_data
+
+    params = parse_params({**SECTION, "data_path": "./benchmark_data"})
+    first = plan(params, [parse_spec("dynamic_bs8_fp32_DP_N1C1")], cuda=False)[0]
+    assert "--data-path=./benchmark_data" in first.train_flags
+    src = tmp_path / "lite"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (src / split / cls).mkdir(parents=True)
+            (src / split / cls / "x.jpg").write_bytes(b"jpg")
+    (src / "labels.txt").write_text("a A\nb B\n", encoding="utf-8")
+    assert make_benchmark_data(src, tmp_path / "bench", repeat=3) == 6
+    assert sorted(p.name for p in (tmp_path / "bench/train/a").iterdir()) == ["x_r0.jpg", "x_r1.jpg", "x_r2.jpg"]
+    assert (tmp_path / "bench/val/b/x.jpg").is_file()
+    assert (tmp_path / "bench/labels.txt").is_file()
+    with pytest.raises(UsageError, match="not found"):
+        make_benchmark_data(tmp_path / "missing", tmp_path / "out")

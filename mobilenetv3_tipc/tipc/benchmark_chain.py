@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 from mobilenetv3_tipc.tipc import benchmark_train as bt
@@ -75,6 +76,7 @@ class BenchmarkChain:
 
     def __call__(self, ctx: Context, run: Run) -> None:
         model = ctx.model
+        shutil.rmtree(self.index_dir, ignore_errors=True)  # the summary covers this run's combinations only
         for planned in self.runs:
             combo = planned.combo
             log = ctx.log(f"{model}_{combo.spec}")

@@ -13,6 +13,8 @@ Reads the ``train_benchmark_params`` section (upstream's keys plus three of ours
     device_num:N1C1|N1C2                 (ours) device layouts; upstream passes them on the command line only
     max_steps:20                         (ours) training steps per combination
     skip_steps:5                         (ours) warm-up steps left out of the speed figures
+    data_path:./benchmark_data           (ours) the data set of the benchmark runs; ``prepare.sh ...
+                                         benchmark_train`` builds it with :func:`make_benchmark_data`
 
 Device layouts: ``N1C<c>`` on CPU is ``c`` processes over gloo
 (``python -m paddle.distributed.launch --nproc_per_node c``), on a GPU machine ``c`` GPUs;
@@ -22,11 +24,15 @@ supplies the values (``mobilenetv3_tipc.tipc.config``) and runs the commands.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import shutil
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mobilenetv3_tipc.cli import UsageError
+from mobilenetv3_tipc.cli import EXIT_OK, UsageError, add_flag, run_main
 from mobilenetv3_tipc.tipc.speed_log import MODEL_TYPES, PRECISIONS, Combination, parse_spec
 
 SECTION = "train_benchmark_params"
@@ -36,6 +42,7 @@ DEVICE_RE = re.compile(r"^N(\d+)C(\d+)$")
 FLAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=.*$")
 DEFAULT_MAX_STEPS = 20
 DEFAULT_SKIP_STEPS = 5
+DEFAULT_REPEAT = 16  # lite_data's 16 training images -> 256: every batch size up to 128 fills N1C2
 # precision -> train.py flags on a CUDA machine (upstream's func_set_amp_params, in our flags)
 PRECISION_FLAGS = {"fp32": [], "fp16": ["--amp", "--amp-level", "O1"], "amp": ["--amp", "--amp-level", "O1"],
                    "amp_o2": ["--amp", "--amp-level", "O2"], "bf16": ["--amp", "--amp-level", "O1"]}
@@ -57,6 +64,7 @@ class BenchmarkParams:
     flags: dict[str, str] = field(default_factory=dict)
     max_steps: int = DEFAULT_MAX_STEPS
     skip_steps: int = DEFAULT_SKIP_STEPS
+    data_path: str | None = None
 
     def combinations(self) -> list[Combination]:
         return [Combination(model_type, bs, fp, "DP", device)
@@ -85,7 +93,7 @@ def _positive_int(key: str, text: str, where: Callable[[str], str], minimum: int
 def parse_params(values: Mapping[str, str], where: Callable[[str], str] = lambda key: SECTION) -> BenchmarkParams:
     """``values``: the section's ``key -> value`` (``--profiler_options`` keyed without dashes or as is)."""
     known = {"batch_size", "fp_items", "epoch", "model_type", "num_workers", "profiler_options", "flags",
-             "device_num", "max_steps", "skip_steps"}
+             "device_num", "max_steps", "skip_steps", "data_path"}
     norm = {key.lstrip("-").replace("-", "_"): (key, value) for key, value in values.items()}
     for name, (key, _) in norm.items():
         if name not in known:
@@ -147,8 +155,10 @@ def parse_params(values: Mapping[str, str], where: Callable[[str], str] = lambda
             parse_profiler_options(value)
         except ProfilerOptionsError as exc:
             raise BenchmarkConfigError(f"{where(key)}: {exc}") from None
+    profiler_options = value
+    _, data_path = get("data_path")
     return BenchmarkParams(batch_sizes, fp_items, tuple(dict.fromkeys(model_types)), device_nums, epochs, workers,
-                           value, flags, max_steps, skip_steps)
+                           profiler_options, flags, max_steps, skip_steps, data_path)
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,8 @@ def plan(params: BenchmarkParams, combos: Sequence[Combination], cuda: bool, gpu
                  *PRECISION_FLAGS[combo.fp_item]]
         if params.num_workers is not None:
             flags.append(f"--workers={params.num_workers}")
+        if params.data_path:
+            flags.append(f"--data-path={params.data_path}")
         if combo.model_type == "dynamicTostatic":
             flags.append("--to_static=True")
         reason = ""
@@ -215,3 +227,53 @@ def launcher(run: PlannedRun, cuda: bool, log_dir: str) -> list[str]:
 def profiling_flags(params: BenchmarkParams) -> list[str]:
     """train.py flags of the profiling run (empty when the section has no --profiler_options)."""
     return [f"--profiler_options={params.profiler_options}"] if params.profiler_options else []
+
+
+def make_benchmark_data(source: str | os.PathLike[str], target: str | os.PathLike[str],
+                        repeat: int = DEFAULT_REPEAT) -> int:
+    """``target``: ``source``'s train/ images each ``repeat`` times (hard links where possible), val/ as is.
+
+    lite_data has 16 training images, fewer than one batch of two processes at batch 16; the
+    benchmark needs every combination's batches full. Returns the number of training images.
+    """
+    from pathlib import Path
+
+    src, dst = Path(source), Path(target)
+    train = src / "train"
+    if not train.is_dir():
+        raise UsageError(f"{train}: not found (run prepare.sh ... lite_train_lite_infer first, or pass --from)")
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {repeat}")
+    shutil.rmtree(dst, ignore_errors=True)
+    count = 0
+    for image in sorted(p for p in train.rglob("*") if p.is_file()):
+        folder = dst / "train" / image.parent.relative_to(train)
+        folder.mkdir(parents=True, exist_ok=True)
+        for copy in range(repeat):
+            out = folder / f"{image.stem}_r{copy}{image.suffix}"
+            try:
+                os.link(image, out)
+            except OSError:
+                shutil.copy2(image, out)
+            count += 1
+    for name in ("val", "labels.txt"):
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dst / name)
+        elif (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build the benchmark_train data set from lite_data")
+    add_flag(parser, "from", dest="source", default="./lite_data", help="source data set (default: ./lite_data)")
+    add_flag(parser, "to", dest="target", default="./benchmark_data", help="output (default: ./benchmark_data)")
+    add_flag(parser, "repeat", type=int, default=DEFAULT_REPEAT, help=f"copies per image (default: {DEFAULT_REPEAT})")
+    args = parser.parse_args(argv)
+    count = make_benchmark_data(args.source, args.target, args.repeat)
+    print(f"{args.target}: {count} training images ({args.repeat} x {args.source}/train)")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
