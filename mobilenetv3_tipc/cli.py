@@ -9,8 +9,8 @@ Exit codes (the TIPC harness relies on them):
   TensorRT without CUDA, fp16 on a CPU without bfloat16 support). The harness records such a
   step as *skipped*, never as passed; 77 is the "skipped" code of the Automake test protocol.
 
-An entry point is ``sys.exit(run_main(main, argv))`` with ``main(argv) -> int``:
-:func:`run_main` sets up logging once and maps exceptions to these codes, printing
+An entry point's ``main(argv) -> int`` is ``return run_main(run, argv)`` around a ``run(argv) -> int``
+that raises: :func:`run_main` sets up logging once and maps exceptions to these codes, printing
 ``SKIPPED: <reason>`` on stderr for 77.
 """
 
@@ -31,6 +31,8 @@ EXIT_USAGE = 2
 EXIT_UNSUPPORTED = 77
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# train.py's log is upstream's training log ("[Epoch 1, iter: 10] top1: ..."), read by log parsers.
+BARE_FORMAT = "%(message)s"
 
 logger = logging.getLogger("mobilenetv3_tipc")
 
@@ -61,8 +63,20 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
 
 
+def auto_or_bool(value: str | bool) -> bool | None:
+    """``auto`` -> ``None`` (the program decides), else :func:`str2bool`."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return str2bool(value)
+
+
 def flag_spellings(name: str) -> list[str]:
-    """``"model-dir"`` -> ``["--model-dir", "--model_dir"]`` (one entry when the name has neither)."""
+    """``"model-dir"`` -> ``["--model-dir", "--model_dir"]`` (one entry when the name has neither).
+
+    A short option (``"-b"``) is kept as it is.
+    """
+    if name.startswith("-") and not name.startswith("--"):
+        return [name]
     bare = name.lstrip("-")
     dashed, underscored = f"--{bare.replace('_', '-')}", f"--{bare.replace('-', '_')}"
     return [dashed] if dashed == underscored else [dashed, underscored]
@@ -74,7 +88,7 @@ def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: st
     names: list[str] = []
     for one in (name, *aliases):
         names += [n for n in flag_spellings(one) if n not in names]
-    kwargs.setdefault("dest", names[0][2:].replace("-", "_"))
+    kwargs.setdefault("dest", flag_spellings(name)[0].lstrip("-").replace("-", "_"))
     return parser.add_argument(*names, **kwargs)
 
 
@@ -85,9 +99,21 @@ def add_bool_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, nam
                     metavar="BOOL", help=f"{help} (default: {default})")
 
 
-def setup_logging(level: int = logging.INFO, stream: Any = None) -> None:
-    """The one logging setup of every entry point (stderr unless ``stream`` is given)."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=stream or sys.stderr, force=True)
+def setup_logging(level: int = logging.INFO, stream: Any = None, bare: bool = False) -> None:
+    """The one logging setup of every entry point: :data:`LOG_FORMAT` on stderr (or ``stream``).
+
+    ``bare`` logs the message alone (:data:`BARE_FORMAT`), for a log whose lines are the output.
+    Replaces plain ``StreamHandler``s on the root logger (``basicConfig``'s, and the one Paddle
+    adds when it is imported) and keeps any other handler (pytest's capture, a file handler).
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter(BARE_FORMAT if bare else LOG_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def skipped(reason: object) -> int:
@@ -98,13 +124,13 @@ def skipped(reason: object) -> int:
 
 def run_main(main: Callable[[list[str] | None], int], argv: Sequence[str] | None = None, *,
              usage_errors: tuple[type[BaseException], ...] = (),
-             log_stream: Any = None) -> int:
+             log_stream: Any = None, bare_log: bool = False) -> int:
     """Run ``main(argv)`` and map what it raises to an exit code.
 
     :class:`UnsupportedConfig` -> 77 with a ``SKIPPED:`` line; :class:`UsageError` and
     ``usage_errors`` -> 2; any other ``Exception`` -> 1. Each is logged as one line.
     """
-    setup_logging(stream=log_stream)
+    setup_logging(stream=log_stream, bare=bare_log)
     try:
         return main(None if argv is None else list(argv))
     except UnsupportedConfig as exc:
