@@ -19,18 +19,55 @@ import os
 import shutil
 from pathlib import Path
 
+from mobilenetv3_tipc import cli
 from mobilenetv3_tipc.tipc import benchmark_train as bt
 from mobilenetv3_tipc.tipc import speed_log
-from mobilenetv3_tipc.tipc.chain import Context, cuda_available, defining_check
-from mobilenetv3_tipc.tipc.config import ConfigError
+from mobilenetv3_tipc.tipc.chain import (
+    Context,
+    UsageError,
+    cuda_available,
+    defining_check,
+    execute,
+    make_context,
+    resolve_args,
+)
+from mobilenetv3_tipc.tipc.config import Config, ConfigError, norm_key
 from mobilenetv3_tipc.tipc.runner import Run, quote_command
-from mobilenetv3_tipc.tipc.train_chain import TrainChain
+from mobilenetv3_tipc.tipc.train_chain import basic_train_command
 from mobilenetv3_tipc.training.profiler import parse_profiler_options
 
 MODES = ("benchmark_train",)
 RESULTS_NAME = "results_benchmark_train.log"
 DATA_MODE = "lite_train_lite_infer"  # whose per-mode train_params values a benchmark run uses
 GROUP = "benchmark"
+
+
+def read_params(cfg: Config) -> bt.BenchmarkParams:
+    """The ``train_benchmark_params`` section; every unknown key or bad value is a FILE:LINE error."""
+    cfg.require_section(bt.SECTION, "its batch sizes, precisions and device layouts are the benchmark")
+    entries = cfg.in_section(bt.SECTION)
+    lines = {e.key: e.line for e in entries}
+    header = cfg.sections[bt.SECTION]
+    try:
+        return bt.parse_params({e.key: e.value for e in entries},
+                               where=lambda key: f"{cfg.path}:{lines.get(key, header)}")
+    except bt.BenchmarkConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def run(argv: list[str]) -> int:
+    """``benchmark_train.sh CONFIG benchmark_train [RUN_MODE_SPEC ...]``: the chain's exit code."""
+    config, mode, specs, how = resolve_args("benchmark_train", argv, MODES)
+    if mode != "benchmark_train":
+        raise UsageError("usage: bash test_tipc/benchmark_train.sh CONFIG benchmark_train [RUN_MODE_SPEC ...]"
+                         + (f" (got MODE '{mode}')" if mode else ""))
+    ctx = make_context("train", config, mode, RESULTS_NAME)
+    try:
+        chain = BenchmarkChain(ctx, specs)
+    except cli.UsageError as exc:  # a bad run-mode spec or --profiler_options value
+        raise UsageError(str(exc)) from None
+    banner = f"TIPC benchmark_train chain: config {ctx.cfg.path}, results {ctx.out_dir / RESULTS_NAME}"
+    return execute(ctx, chain, banner + (f" ({how})" if how else ""))
 
 
 def gpu_count(python: list[str], cuda: bool) -> int:
@@ -47,32 +84,28 @@ class BenchmarkChain:
     def __init__(self, ctx: Context, specs: list[str]) -> None:
         self.ctx = ctx
         cfg = ctx.cfg
-        cfg.require_section(bt.SECTION, "its batch sizes, precisions and device layouts are the benchmark")
-        entries = cfg.in_section(bt.SECTION)
-        lines = {e.key: e.line for e in entries}
-        try:
-            self.params = bt.parse_params({e.key: e.value for e in entries},
-                                          where=lambda key: f"{cfg.path}:{lines.get(key, '?')}")
-        except bt.BenchmarkConfigError as exc:
-            raise ConfigError(str(exc)) from None
+        self.params = read_params(cfg)
         self.combos = bt.select(self.params, specs)
-        # the train command of the basic chain, at the lite mode's values
-        self.train_chain = TrainChain(dataclasses.replace(ctx, mode=DATA_MODE))
-        trainer_entry = cfg.require("trainer", "the trainers", "train_params")
-        words, _, _ = self.train_chain.trainer_command("norm_train", trainer_entry)
-        if words is None:
-            raise cfg.error(trainer_entry, "norm_train is null: the benchmark trains with the norm trainer")
+        # the train command of the basic chain, at the lite mode's values (data path, seed, ...)
+        self.train_ctx = dataclasses.replace(ctx, mode=DATA_MODE)
+        if basic_train_command(self.train_ctx, ctx.out_dir, "cpu") is None:
+            raise cfg.error(cfg.entry("norm_train", "train_params"),
+                            "norm_train is null: the benchmark trains with the norm trainer")
         python = ctx.python
-        self.script = words[len(python):] if words[: len(python)] == python else words
         self.cuda = cuda_available(python)
         self.runs = bt.plan(self.params, self.combos, self.cuda, gpu_count(python, self.cuda))
         self.index_dir = ctx.out_dir / "index"
         self.env = dict(os.environ, **self.params.flags)
 
     def argv(self, planned: bt.PlannedRun, run_dir: Path, extra: list[str] = ()) -> list[str]:
-        kind = "gpu" if self.cuda else "cpu"
-        return [*self.ctx.python, *bt.launcher(planned, self.cuda, str(run_dir / "launch_log")), *self.script,
-                *self.train_chain.train_flags(run_dir, kind), *planned.train_flags, *extra]
+        launcher = bt.launcher(planned, self.cuda, str(run_dir / "launch_log"))
+        words = basic_train_command(self.train_ctx, run_dir, "gpu" if self.cuda else "cpu", launcher)
+        assert words is not None  # checked in __init__
+        ours = [*planned.train_flags, *extra]
+        # the benchmark's own values replace the lite chain's, so each flag appears once
+        replaced = {norm_key(w.partition("=")[0]) for w in ours if w.startswith("--") and "=" in w}
+        kept = [w for w in words if not (w.startswith("--") and "=" in w and norm_key(w.partition("=")[0]) in replaced)]
+        return [*kept, *ours]
 
     def __call__(self, ctx: Context, run: Run) -> None:
         model = ctx.model
@@ -116,7 +149,9 @@ class BenchmarkChain:
         options = parse_profiler_options(self.params.profiler_options)
         run_dir = ctx.out_dir / f"{planned.combo.spec}_profiling"
         steps = max(self.params.max_steps, options.batch_range[1])
-        argv = self.argv(planned, run_dir, [*bt.profiling_flags(self.params), f"--max-steps={steps}"])
+        flags = [f for f in planned.train_flags if not f.startswith("--max-steps=")]
+        planned = dataclasses.replace(planned, train_flags=(*flags, f"--max-steps={steps}"))
+        argv = self.argv(planned, run_dir, bt.profiling_flags(self.params))
         step = run.step(argv, ctx.log(f"{ctx.model}_{planned.combo.spec}_profiling"), group="profiling", env=self.env)
         trace = options.trace_path(run_dir)
         if step.status == "passed" and not (options.timer_only or trace.is_file()):

@@ -42,6 +42,7 @@ DEVICE_RE = re.compile(r"^N(\d+)C(\d+)$")
 FLAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=.*$")
 DEFAULT_MAX_STEPS = 20
 DEFAULT_SKIP_STEPS = 5
+MARKER = ".tipc_benchmark_data"
 DEFAULT_REPEAT = 16  # lite_data's 16 training images -> 256: every batch size up to 128 fills N1C2
 # precision -> train.py flags on a CUDA machine (upstream's func_set_amp_params, in our flags)
 PRECISION_FLAGS = {"fp32": [], "fp16": ["--amp", "--amp-level", "O1"], "amp": ["--amp", "--amp-level", "O1"],
@@ -244,6 +245,10 @@ def make_benchmark_data(source: str | os.PathLike[str], target: str | os.PathLik
         raise UsageError(f"{train}: not found (run prepare.sh ... lite_train_lite_infer first, or pass --from)")
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {repeat}")
+    marker = dst / MARKER
+    if dst.exists() and not marker.is_file():  # never delete a data set this function did not build
+        raise UsageError(f"{dst} exists and was not built by benchmark_train (no {MARKER}); "
+                         "remove it or point data_path elsewhere")
     shutil.rmtree(dst, ignore_errors=True)
     count = 0
     for image in sorted(p for p in train.rglob("*") if p.is_file()):
@@ -261,6 +266,7 @@ def make_benchmark_data(source: str | os.PathLike[str], target: str | os.PathLik
             shutil.copytree(src / name, dst / name)
         elif (src / name).is_file():
             shutil.copy2(src / name, dst / name)
+    marker.write_text(f"{count} training images: {repeat} x {src}/train\n", encoding="utf-8")
     return count
 
 

@@ -9,6 +9,7 @@ reason; independent steps still run.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,11 +88,29 @@ def is_local_ip(ip: str) -> bool:
     return True
 
 
+def basic_train_command(ctx: Context, run_dir: Path, kind: str, launcher: Sequence[str] = (),
+                        trainer: str = "norm_train") -> list[str] | None:
+    """``python [LAUNCHER] <TRAINER's script> <train_params flags at ctx.mode's values>``; None when null.
+
+    The one-process train command of the basic chain, for chains that train without its eval,
+    export and inference steps (benchmark_train, dy2static): no train_infer_python.txt checks.
+    """
+    commands = TrainChain(ctx, plan=False)
+    entry = ctx.cfg.require("trainer", "the trainers to run", "train_params")
+    words, _, _ = commands.trainer_command(trainer, entry)
+    if words is None:
+        return None
+    script = words[len(ctx.python):] if words[: len(ctx.python)] == ctx.python else words
+    return [*ctx.python, *launcher, *script, *commands.train_flags(run_dir, kind)]
+
+
 class TrainChain:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, plan: bool = True) -> None:
+        """PLAN=False: the command builders only (:func:`basic_train_command`), no checks, no runs."""
         self.ctx = ctx
         self.cfg = ctx.cfg
-        self.check()
+        if plan:
+            self.check()
 
     # ------------------------------------------------------------------ plan (no side effects)
 
