@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO_ROOT / "test_tipc").glob("*.sh"))
 # The shared harness: no eval of config text, no kill by process name.
 HARNESS = ["common_func.sh", "prepare.sh", "test_train_inference_python.sh", "test_paddle2onnx.sh", "test_serving.sh"]
+HARNESS += ["benchmark_train.sh", "test_train_dy2static_python.sh"]  # the training benchmark and dy2static chains
 
 
 def shellcheck_binary() -> str:

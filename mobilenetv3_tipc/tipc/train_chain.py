@@ -136,6 +136,10 @@ class TrainChain:
             if not e.is_flag and e.key not in ("eval", "null"):
                 raise cfg.error(e, f"{e.key} is not supported in eval_params: only eval and --flags")
         check_infer_section(self.ctx, "infer_params")
+        if "train_benchmark_params" in cfg.sections:  # run by benchmark_train.sh; its keys are checked here too
+            from mobilenetv3_tipc.tipc.benchmark_chain import read_params
+
+            read_params(cfg)
         self.infer = None
         entry = infer_entry(self.ctx, "infer_params")
         if entry is not None:
