@@ -137,5 +137,11 @@ def test_data_path_flag_and_benchmark_data(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "bench/train/a").iterdir()) == ["x_r0.jpg", "x_r1.jpg", "x_r2.jpg"]
     assert (tmp_path / "bench/val/b/x.jpg").is_file()
     assert (tmp_path / "bench/labels.txt").is_file()
+    assert make_benchmark_data(src, tmp_path / "bench", repeat=2) == 4  # its own folder: rebuilt
+    foreign = tmp_path / "imagenet"
+    (foreign / "train").mkdir(parents=True)
+    with pytest.raises(UsageError, match="was not built by benchmark_train"):
+        make_benchmark_data(src, foreign)  # a data set it did not build is never deleted
+    assert (foreign / "train").is_dir()
     with pytest.raises(UsageError, match="not found"):
         make_benchmark_data(tmp_path / "missing", tmp_path / "out")
