@@ -58,6 +58,7 @@ def read_params(cfg: Config) -> bt.BenchmarkParams:
 def run(argv: list[str]) -> int:
     """``benchmark_train.sh CONFIG benchmark_train [RUN_MODE_SPEC ...]``: the chain's exit code."""
     config, mode, specs, how = resolve_args("benchmark_train", argv, MODES)
+    mode = mode or "benchmark_train"  # a lone CONFIG
     if mode != "benchmark_train":
         raise UsageError("usage: bash test_tipc/benchmark_train.sh CONFIG benchmark_train [RUN_MODE_SPEC ...]"
                          + (f" (got MODE '{mode}')" if mode else ""))
