@@ -15,7 +15,7 @@ SCRIPTS = sorted((REPO_ROOT / "test_tipc").glob("*.sh"))
 # The shared harness: no eval of config text, no kill by process name.
 HARNESS = [
     "common_func.sh", "prepare.sh", "test_train_inference_python.sh", "test_paddle2onnx.sh", "test_serving.sh",
-    "test_all.sh",
+    "test_all.sh", "benchmark_train.sh", "test_train_dy2static_python.sh",
 ]
 
 

@@ -417,6 +417,10 @@ def fake_root(tmp_path: Path) -> Path:
     shutil.copy(REPO_ROOT / "mobilenetv3_tipc" / "__init__.py", root / "mobilenetv3_tipc")
     shutil.copytree(REPO_ROOT / "mobilenetv3_tipc" / "tipc", root / "mobilenetv3_tipc" / "tipc",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    # the stdlib-only modules the benchmark_train reader uses (exit codes, --profiler_options)
+    (root / "mobilenetv3_tipc" / "training").mkdir()
+    for name in ("cli.py", "training/__init__.py", "training/profiler.py"):
+        shutil.copy(REPO_ROOT / "mobilenetv3_tipc" / name, root / "mobilenetv3_tipc" / name)
     for name in SCRIPTS:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("# placeholder\n")
@@ -571,10 +575,10 @@ def test_pact_without_precision_line_runs_int8_and_is_red_when_no_cell_can(tmp_p
     assert "int8 inference did not run: every cell was skipped" in last
 
 
-def test_benchmark_train_is_refused_clearly(tmp_path: Path) -> None:
+def test_benchmark_train_mode_names_its_own_script(tmp_path: Path) -> None:
     text = (LAYOUTS / "step6_train_infer_python.txt").read_text()
     result, _, calls = dry_run(tmp_path, text, "test_train_inference_python.sh", "benchmark_train")
-    assert result.returncode == 2 and "benchmark_train is reserved for the training benchmark chain" in result.stderr
+    assert result.returncode == 2 and "MODE benchmark_train belongs to test_tipc/benchmark_train.sh" in result.stderr
     assert calls == []
 
 
@@ -698,10 +702,22 @@ def test_shipped_configs_plan_without_errors(path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setenv("TIPC_PYTHON", sys.executable)
     kind = chain.kind_of(Config.load(path))
-    cls, modes = chain_class(kind)
-    ctx = chain.make_context(kind, str(path.relative_to(REPO_ROOT)), "", RESULTS[kind])
+    if kind == "dy2static":
+        from mobilenetv3_tipc.tipc.dy2static_chain import RESULTS_NAME, Dy2StaticChain
+
+        cls, results = Dy2StaticChain, RESULTS_NAME
+    else:
+        cls, results = chain_class(kind)[0], RESULTS[kind]
+    ctx = chain.make_context(kind, str(path.relative_to(REPO_ROOT)), "", results)
     cls(ctx)
     assert ctx.model == path.parent.name
+    if "train_benchmark_params" in Config.load(path).sections:
+        from mobilenetv3_tipc.tipc.benchmark_chain import RESULTS_NAME, BenchmarkChain
+
+        monkeypatch.setenv("TIPC_CUDA", "no")
+        bench = BenchmarkChain(chain.make_context("train", str(path.relative_to(REPO_ROOT)), "benchmark_train",
+                                                  RESULTS_NAME), [])
+        assert any(planned.runnable for planned in bench.runs)
 
 
 @pytest.mark.parametrize(("name", "script", "mode", "message"), [

@@ -2,13 +2,15 @@
 
 CHAIN: ``train`` (test_train_inference_python.sh), ``ptq`` (test_ptq_inference_python.sh),
 ``paddle2onnx`` (test_paddle2onnx.sh), ``serving`` (test_serving.sh,
-test_serving_infer_python.sh), ``prepare`` (prepare.sh), ``report`` (tipc_report.py).
+test_serving_infer_python.sh), ``benchmark_train`` (benchmark_train.sh), ``dy2static``
+(test_train_dy2static_python.sh), ``prepare`` (prepare.sh), ``report`` (tipc_report.py).
 Exit codes: 0 green, 1 a step failed or none ran, 2 usage or config error (nothing was
 run or written), 75 the output folder is in use by another run, 130/143 interrupted.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -22,7 +24,12 @@ USAGE = {
     "ptq": "bash test_tipc/test_ptq_inference_python.sh [CONFIG] [MODE]",
     "paddle2onnx": "bash test_tipc/test_paddle2onnx.sh [CONFIG] [MODE]",
     "serving": "bash test_tipc/test_serving.sh [CONFIG] [MODE]",
+    "benchmark_train": "bash test_tipc/benchmark_train.sh CONFIG benchmark_train [RUN_MODE_SPEC ...]",
+    "dy2static": "bash test_tipc/test_train_dy2static_python.sh CONFIG [MODE]",
 }
+# chains whose module has run(argv) -> exit code (planned and executed by that module)
+OWN_MAIN = {"benchmark_train": "mobilenetv3_tipc.tipc.benchmark_chain",
+            "dy2static": "mobilenetv3_tipc.tipc.dy2static_chain"}
 
 
 def chain_class(kind: str):  # noqa: ANN201 - the chain's class
@@ -76,7 +83,7 @@ def run_chain(kind: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in (*RESULTS, "prepare", "report"):
+    if not args or args[0] not in (*RESULTS, *OWN_MAIN, "prepare", "report"):
         print(__doc__, file=sys.stderr)
         return EXIT_USAGE
     chain, rest = args[0], args[1:]
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             from mobilenetv3_tipc.tipc.prepare import main as prepare_main
 
             return prepare_main(rest)
+        if chain in OWN_MAIN:
+            return importlib.import_module(OWN_MAIN[chain]).run(rest)
         return run_chain(chain, rest)
     except (ConfigError, UsageError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)

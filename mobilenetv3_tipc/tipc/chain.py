@@ -24,15 +24,19 @@ OUTPUT_ROOT = Path("test_tipc/output")
 SMALL_MODEL = "mobilenet_v3_small"
 TRAIN_MODES = ("lite_train_lite_infer", "lite_train_whole_infer", "whole_train_whole_infer")
 INFER_MODES = ("whole_infer", "klquant_whole_infer")
-RESERVED_MODES = {"benchmark_train": "the training benchmark chain (test_tipc/benchmark_train.sh)"}
+RESERVED_MODES: dict[str, str] = {}  # MODE -> the chain it is kept for, while that chain does not exist
 KINDS = {  # chain kind -> (defining section, default mode, small-model config, script)
     "train": ("train_params", "lite_train_lite_infer", "train_infer_python.txt", "test_train_inference_python.sh"),
     "ptq": ("ptq_params", "whole_infer", "train_ptq_infer_python.txt", "test_ptq_inference_python.sh"),
     "paddle2onnx": ("paddle2onnx_params", "paddle2onnx_infer", "paddle2onnx_infer_python.txt",
                     "test_paddle2onnx.sh"),
     "serving": ("serving_params", "serving_infer", "serving_infer_python.txt", "test_serving.sh"),
+    "benchmark_train": ("train_benchmark_params", "benchmark_train", "train_infer_python.txt", "benchmark_train.sh"),
+    "dy2static": ("dy2static_params", "lite_train_lite_infer", "train_dy2static_python.txt",
+                  "test_train_dy2static_python.sh"),
 }
-MODE_KIND = {"paddle2onnx_infer": "paddle2onnx", "serving_infer": "serving", "klquant_whole_infer": "ptq"}
+MODE_KIND = {"paddle2onnx_infer": "paddle2onnx", "serving_infer": "serving", "klquant_whole_infer": "ptq",
+             "benchmark_train": "benchmark_train"}
 SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9_.,=+-]")
 EXIT_USAGE = 2
 
@@ -43,7 +47,7 @@ class UsageError(Exception):
 
 def kind_of(cfg: Config) -> str:
     """The chain a config describes, from its section headers (train when none matches)."""
-    for kind in ("serving", "paddle2onnx", "ptq"):
+    for kind in ("serving", "paddle2onnx", "ptq", "dy2static"):
         if KINDS[kind][0] in cfg.sections:
             return kind
     return "train"

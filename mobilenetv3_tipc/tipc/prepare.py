@@ -30,7 +30,7 @@ from mobilenetv3_tipc.tipc.chain import (
 from mobilenetv3_tipc.tipc.config import Config, is_null, mode_value
 from mobilenetv3_tipc.tipc.runner import FolderLock, LockBusy, die_with_parent, quote_command, step_timeout
 
-MODES = (*TRAIN_MODES, *INFER_MODES, "paddle2onnx_infer", "serving_infer")
+MODES = (*TRAIN_MODES, *INFER_MODES, "paddle2onnx_infer", "serving_infer", "benchmark_train")
 LITE_TAR = Path("test_images/lite_data.tar")
 LITE_DIR = Path("lite_data")
 MODULES = {"paddle2onnx_infer": ("onnxruntime", "paddle2onnx", "onnx"),
@@ -84,6 +84,23 @@ def sibling_value(cfg: Config, key: str) -> str:
     return "" if value is None or is_null(value) else value
 
 
+def prepare_benchmark_data(cfg: Config) -> None:
+    """benchmark_train: the section's ``data_path`` built from lite_data (each training image repeated)."""
+    from mobilenetv3_tipc import cli
+    from mobilenetv3_tipc.tipc.benchmark_chain import read_params
+    from mobilenetv3_tipc.tipc.benchmark_train import make_benchmark_data
+
+    params = read_params(cfg)
+    if not params.data_path:
+        info("benchmark data: train_benchmark_params has no data_path; the runs use the lite chain's data")
+        return
+    try:
+        count = make_benchmark_data(LITE_DIR, params.data_path)
+    except cli.UsageError as exc:
+        raise PrepareError(str(exc)) from None
+    info(f"benchmark data: {params.data_path}/ with {count} training images (each {LITE_DIR}/train image repeated)")
+
+
 class Prepare:
     def __init__(self, cfg: Config, mode: str) -> None:
         self.cfg, self.mode = cfg, mode
@@ -95,7 +112,9 @@ class Prepare:
         ensure_modules(self.python, ("paddle", "PIL", "numpy", "yaml", "tqdm", *MODULES.get(self.mode, ())))
         extract_lite_data()
         kind = kind_of(self.cfg)
-        if self.mode == "whole_train_whole_infer":
+        if self.mode == "benchmark_train":
+            prepare_benchmark_data(self.cfg)
+        elif self.mode == "whole_train_whole_infer":
             self.check_whole_data()
         elif self.mode in TRAIN_MODES:
             if kind == "ptq" or self.trains_from_pretrained():

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,13 +198,29 @@ def resolve_hosts(ips: list[str]) -> tuple[list[tuple[str, str, str]], str]:
         return [], (f"multi-node needs hosts on one network: {inside} is a namespace host and {local} an address "
                     f"of this machine, which that test network cannot reach; {MULTI_NODE_HINT}")
     return found, ""
+def basic_train_command(ctx: Context, run_dir: Path, kind: str, launcher: Sequence[str] = (),
+                        trainer: str = "norm_train") -> list[str] | None:
+    """``python [LAUNCHER] <TRAINER's script> <train_params flags at ctx.mode's values>``; None when null.
+
+    The one-process train command of the basic chain, for chains that train without its eval,
+    export and inference steps (benchmark_train, dy2static): no train_infer_python.txt checks.
+    """
+    commands = TrainChain(ctx, plan=False)
+    entry = ctx.cfg.require("trainer", "the trainers to run", "train_params")
+    words, _, _ = commands.trainer_command(trainer, entry)
+    if words is None:
+        return None
+    script = words[len(ctx.python):] if words[: len(ctx.python)] == ctx.python else words
+    return [*ctx.python, *launcher, *script, *commands.train_flags(run_dir, kind)]
 
 
 class TrainChain:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, plan: bool = True) -> None:
+        """PLAN=False: the command builders only (:func:`basic_train_command`), no checks, no runs."""
         self.ctx = ctx
         self.cfg = ctx.cfg
-        self.check()
+        if plan:
+            self.check()
 
     # ------------------------------------------------------------------ plan (no side effects)
 
@@ -229,6 +246,10 @@ class TrainChain:
             if not e.is_flag and e.key not in ("eval", "null"):
                 raise cfg.error(e, f"{e.key} is not supported in eval_params: only eval and --flags")
         check_infer_section(self.ctx, "infer_params")
+        if "train_benchmark_params" in cfg.sections:  # run by benchmark_train.sh; its keys are checked here too
+            from mobilenetv3_tipc.tipc.benchmark_chain import read_params
+
+            read_params(cfg)
         self.infer = None
         entry = infer_entry(self.ctx, "infer_params")
         if entry is not None:
