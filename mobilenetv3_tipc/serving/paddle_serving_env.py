@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements-paddle-serving.txt"
 ENV_VAR = "PADDLE_SERVING_PYTHON"
+EXTRA_PATH_VAR = "PADDLE_SERVING_PYTHONPATH"
 SUPPORTED = (3, 9)
 SEARCHED_ON_PATH = ("python3.9", "python3.8", "python3.7")
 NO_DEPS_PREFIX = "# no-deps:"
@@ -293,7 +294,9 @@ def subprocess_env(repo_root: Path = ROOT, environ: Mapping[str, str] | None = N
     env = dict(os.environ if environ is None else environ)
     for name in ("PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"):
         env.pop(name, None)
-    env["PYTHONPATH"] = str(repo_root)
+    # PADDLE_SERVING_PYTHONPATH: extra entries searched before the repository (e.g. a patched module).
+    extra = env.pop(EXTRA_PATH_VAR, "")
+    env["PYTHONPATH"] = os.pathsep.join([p for p in extra.split(os.pathsep) if p] + [str(repo_root)])
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
