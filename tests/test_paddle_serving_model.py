@@ -8,6 +8,7 @@ import pytest
 
 from mobilenetv3_tipc.export import serving_model
 from mobilenetv3_tipc.export.serving_model import ServingConfig, ServingModelError, ServingVar, convert, main
+from tests.helpers import REPO
 
 # Written by the real paddle_serving_client 0.9.0 (Python 3.9 env, protobuf 3.20.3): str(config) and
 # config.SerializeToString() of GeneralModelConfig with feed input[3, 224, 224] FP32, fetch softmax_0.tmp_0[4].
@@ -119,3 +120,10 @@ def test_pir_only_export_is_a_clear_error(tmp_path: Path, capsys: pytest.Capture
         convert(export, tmp_path / "s", tmp_path / "c")
     assert main(["--dirname", str(export), "--serving_server", str(tmp_path / "s")]) == 2
     assert main(["--dirname", str(tmp_path / "missing")]) == 2
+
+
+def test_upstream_trans_model_line_maps_to_this_converter() -> None:
+    assert serving_model.replacement_for("-m paddle_serving_client.convert") == "tools/export_serving_model.py"
+    assert serving_model.replacement_for(" -m  paddle_serving_client.convert ") == "tools/export_serving_model.py"
+    assert serving_model.replacement_for("tools/export_model.py") is None
+    assert (REPO / serving_model.SCRIPT).is_file()

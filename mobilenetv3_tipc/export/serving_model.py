@@ -54,6 +54,22 @@ SERVING_TYPES = {
 }
 
 
+UPSTREAM_MODULE = "paddle_serving_client.convert"
+SCRIPT = "tools/export_serving_model.py"
+
+
+def replacement_for(trans_model: str) -> str | None:
+    """The script to run for an upstream TIPC ``trans_model`` value, or ``None`` if it is not convert.
+
+    ``trans_model:-m paddle_serving_client.convert`` (followed in the config by its ``--dirname``,
+    ``--model_filename``, ... lines) becomes ``python tools/export_serving_model.py`` with the same flags.
+    """
+    words = trans_model.split()
+    if words in (["-m", UPSTREAM_MODULE], [f"-m{UPSTREAM_MODULE}"]):
+        return SCRIPT
+    return None
+
+
 class ServingModelError(ValueError):
     """The export cannot be converted; the message names the file and the problem."""
 
