@@ -30,13 +30,15 @@ REAL_HTTP, REAL_RPC, OURS_HTTP = 18310, 9310, 18311
 FAIL_HTTP, FAIL_RPC = 18312, 9312
 
 
-def _server_control():  # noqa: ANN202 - our service's start/stop helper, wherever the package layout puts it
-    for name in ("mobilenetv3_tipc.serving.server_control", "deploy.serving_python.server_control"):
+def _server_control():  # noqa: ANN202 - our service's running_server(), wherever the package layout puts it
+    for name in ("mobilenetv3_tipc.serving.process", "deploy.serving_python.server_control"):
         try:
-            return importlib.import_module(name)
+            module = importlib.import_module(name)
         except ModuleNotFoundError:
             continue
-    raise ModuleNotFoundError("no server_control module for our own service")
+        if hasattr(module, "running_server"):
+            return module
+    raise ModuleNotFoundError("no running_server() for our own service")
 
 
 @pytest.fixture(scope="module")
