@@ -78,6 +78,21 @@ def _nothing_left(pgid: int, *ports: int) -> None:
     assert [p for p in ports if ps.listening(p)] == []
 
 
+def test_project_data_modules_import_in_the_serving_env(serving_python: Path) -> None:
+    """The real server's Op runs the project's preprocessing and labels on Python 3.9."""
+    script = (
+        "import sys\n"
+        "from mobilenetv3_tipc.serving.project_imports import labels_module, preprocess_module\n"
+        "preprocess, labels = preprocess_module(), labels_module()\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "print(preprocess.__name__, labels.__name__, preprocess.preprocess(data).shape)\n"
+    )
+    done = subprocess.run([str(serving_python), "-c", script, str(REPO / "images" / "demo.jpg")],
+                          capture_output=True, text=True, env=env_mod.subprocess_env(), timeout=120, check=False)
+    assert done.returncode == 0, f"the project's data modules do not import on Python 3.9:\n{done.stderr[-2000:]}"
+    assert done.stdout.strip().endswith("(3, 224, 224)")
+
+
 def test_converted_config_parses_with_the_real_client(serving_python: Path, lite_export: Path) -> None:
     script = (
         "import sys\n"
