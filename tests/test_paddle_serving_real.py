@@ -78,7 +78,7 @@ def _nothing_left(pgid: int, *ports: int) -> None:
     assert [p for p in ports if ps.listening(p)] == []
 
 
-def test_project_data_modules_import_in_the_serving_env(serving_python: Path) -> None:
+def test_project_data_modules_import_in_the_serving_env(serving_python: Path, tmp_path: Path) -> None:
     """The real server's Op runs the project's preprocessing and labels on Python 3.9."""
     script = (
         "import sys\n"
@@ -88,12 +88,14 @@ def test_project_data_modules_import_in_the_serving_env(serving_python: Path) ->
         "print(preprocess.__name__, labels.__name__, preprocess.preprocess(data).shape)\n"
     )
     done = subprocess.run([str(serving_python), "-c", script, str(REPO / "images" / "demo.jpg")],
-                          capture_output=True, text=True, env=env_mod.subprocess_env(), timeout=120, check=False)
+                          capture_output=True, text=True, env=env_mod.subprocess_env(), timeout=120,
+                          check=False, cwd=tmp_path)
     assert done.returncode == 0, f"the project's data modules do not import on Python 3.9:\n{done.stderr[-2000:]}"
     assert done.stdout.strip().endswith("(3, 224, 224)")
 
 
-def test_converted_config_parses_with_the_real_client(serving_python: Path, lite_export: Path) -> None:
+def test_converted_config_parses_with_the_real_client(serving_python: Path, lite_export: Path,
+                                                      tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from google.protobuf import text_format\n"
@@ -106,7 +108,8 @@ def test_converted_config_parses_with_the_real_client(serving_python: Path, lite
         "print(conf.feed_var[0].name, conf.fetch_var[0].name, list(conf.fetch_var[0].shape))\n"
     )
     done = subprocess.run([str(serving_python), "-c", script, str(lite_export / "serving_server")],
-                          capture_output=True, text=True, env=env_mod.subprocess_env(), timeout=120, check=False)
+                          capture_output=True, text=True, env=env_mod.subprocess_env(), timeout=120,
+                          check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     feed, fetch, shape = done.stdout.split(maxsplit=2)
     assert feed == "input" and fetch.startswith("softmax") and shape.strip() == "[4]"
@@ -126,8 +129,8 @@ def test_real_paddle_serving_matches_our_service(serving_python: Path, lite_expo
         rpc = subprocess.run(
             [str(serving_python), "-m", "mobilenetv3_tipc.serving.differential", "rpc", "--address",
              server.rpc_address, "--image", str(REPO / "images" / "demo.jpg"), "--compare-url",
-             f"http://127.0.0.1:{REAL_HTTP}"],
-            capture_output=True, text=True, env=env_mod.subprocess_env(), timeout=120, check=False)
+             f"http://127.0.0.1:{REAL_HTTP}", "--workdir", str(workdir)],
+            capture_output=True, text=True, env=env_mod.subprocess_env(), timeout=120, check=False, cwd=tmp_path)
     finally:
         clean = ps.stop(server, timeout=30)
     logger.info("real Paddle Serving ready in %.1f s (%.1f s with start); latency %s", ready_s,

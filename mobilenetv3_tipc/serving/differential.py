@@ -3,7 +3,7 @@
     python -m mobilenetv3_tipc.serving.differential compare --ours http://127.0.0.1:18301 \
         --real http://127.0.0.1:18300 --images ./lite_data/val --json OUT/differential.json
     $PY -m mobilenetv3_tipc.serving.differential rpc --address 127.0.0.1:9300 --image images/demo.jpg \
-        --compare-url http://127.0.0.1:18300          # $PY: the Paddle Serving env's python
+        --compare-url http://127.0.0.1:18300 --workdir OUT   # $PY: the Paddle Serving env's python
 
 ``compare`` sends every request of :func:`build_cases` (good single and batched images; bad:
 not JSON, bad base64, not an image, empty lists, missing ``key``, ``key``/``value`` of
@@ -29,6 +29,7 @@ import base64
 import dataclasses
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -307,6 +308,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     rpc.add_argument("--compare-url", "--compare_url", default=None,
                      help="the same server's HTTP base URL: the gRPC answer must match its HTTP answer")
     rpc.add_argument("--atol", type=float, default=ATOL)
+    rpc.add_argument("--workdir", default=None,
+                     help="run from here: importing Paddle Serving's pipeline creates PipelineServingLogs/ in the "
+                          "working directory (default: the current one)")
     return parser
 
 
@@ -314,10 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = get_args_parser().parse_args(argv)
     if args.action == "rpc":
-        image = Path(args.image)
+        image = Path(args.image).resolve()
         if not image.is_file():
             logger.error("%s: no such image", image)
             return EXIT_USAGE
+        if args.workdir:
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+            os.chdir(args.workdir)
         ok, detail = rpc_check(args.address, image, args.compare_url, args.atol)
         print(f"rpc {args.address}: {'pass' if ok else 'FAIL'}: {detail}")
         return EXIT_OK if ok else EXIT_FAILED
