@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         clean = stop(server, args.timeout)
         return EXIT_OK if clean else EXIT_FAILED
-    except PaddleServingError as exc:
+    except (PaddleServingError, OSError) as exc:
         logger.error("%s", exc)
         return EXIT_FAILED
 
