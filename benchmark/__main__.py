@@ -1,4 +1,4 @@
-"""One command for the CPU performance figures of every path, side by side (issue 7).
+"""One command for the CPU performance figures of every path, side by side.
 
     python -m benchmark --quick     # < 2 minutes: fewer batches, threads and runs
     python -m benchmark             # full: batch 1/8/32, 1 and 2 threads, the TIPC chain
@@ -9,7 +9,7 @@ top-5 throughput of the same paths; training images/s (Paddle dygraph and
 ``jit.to_static``, PyTorch eager when installed); serving throughput and p50/p99
 by concurrency; the lite TIPC chain's wall time. Writes ``results.json`` and PNG
 plots to ``--out`` and prints a table with each figure's ratio to the fastest path,
-then issue 7's targets with their measured ratio, bound and status.
+then the performance targets (``benchmark/report.py``) with their measured ratio, bound and status.
 Random weights: the figures are speeds, not accuracies.
 """
 
@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -30,7 +31,8 @@ import numpy as np
 from benchmark import paths, report, timing, training
 from benchmark.chain import measure_chain
 from benchmark.serving import measure_serving
-from vision.batching import BatchPreprocessor
+from mobilenetv3_tipc.cli import UsageError, run_main
+from mobilenetv3_tipc.data.batching import BatchPreprocessor
 
 logger = logging.getLogger("benchmark")
 
@@ -81,6 +83,12 @@ def runs_for(plan: Plan, batch: int) -> int:
     return max(4, plan.runs // batch) if batch > 1 else plan.runs
 
 
+def engine_name(line: str) -> str:
+    """``openvino`` from ``inference engine: openvino (...)``; other descriptions as they are."""
+    match = re.match(r"inference engine: (\S+) \(", line)
+    return match[1] if match else line
+
+
 def measure_inference(plan: Plan, files: paths.ModelFiles, jpeg: bytes, results: dict) -> None:
     """Model-only figures at every thread count and batch; end-to-end figures at the largest thread count."""
     rng = np.random.default_rng(0)
@@ -94,7 +102,8 @@ def measure_inference(plan: Plan, files: paths.ModelFiles, jpeg: bytes, results:
                 logger.warning("%s: unavailable (%s)", name, exc)
                 results["model_only"][name] = {"unavailable": str(exc)}
                 continue
-            results["meta"]["engines"][name] = engine
+            results["meta"]["engine_lines"][f"{name}/t{threads}"] = engine
+            results["meta"]["engines"][name] = engine_name(engine)
         reference = runners["dygraph"](inputs[plan.batches[-1]])
         for name, run in runners.items():
             diff = float(np.abs(run(inputs[plan.batches[-1]]) - reference).max())
@@ -165,14 +174,13 @@ def measure_training(plan: Plan, results: dict) -> None:
         results["training"][key] = {**best, "rounds": [f["images_per_s"] for f in figs], "batch": plan.train_batch}
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     plan = QUICK if args.quick else FULL
     skip = {s for s in args.skip.split(",") if s}
     if skip - set(SECTIONS):
-        logger.error("--skip: unknown section(s) %s; expected %s", ", ".join(skip - set(SECTIONS)), ", ".join(SECTIONS))
-        return 2
+        raise UsageError(f"--skip: unknown section(s) {', '.join(skip - set(SECTIONS))}; "
+                         f"expected {', '.join(SECTIONS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                  "platform": platform.platform(), "python": platform.python_version(),
                  "paddle": paddle.__version__, "onnxruntime": onnxruntime.__version__,
                  "load_average_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
-                 "weights": "random", "engines": {}, "max_abs_diff_vs_dygraph": {}},
+                 "weights": "random", "engines": {}, "engine_lines": {}, "max_abs_diff_vs_dygraph": {}},
         "model_only": {}, "end_to_end": {}, "preprocess_only": {}, "single_image_latency": {}, "training": {},
         "serving": {}, "chain": {},
     }
@@ -219,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out / 'results.json'}, {', '.join(p.name for p in written)} "
           f"in {results['meta']['wall_s']:.0f} s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.batching import BatchPreprocessor
-from vision.postprocess import topk
-from vision.preprocess import decode_image, normalize_chw, preprocess, resize_center_crop
+from mobilenetv3_tipc.data.batching import BatchPreprocessor
+from mobilenetv3_tipc.data.postprocess import topk
+from mobilenetv3_tipc.data.preprocess import decode_image, normalize_chw, preprocess, resize_center_crop
+from mobilenetv3_tipc.inference.paddle_predictor import CPU_VARIANTS
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 Runner = Callable[[np.ndarray], np.ndarray]
-# Paddle Inference variants of deploy/inference_python/predictor.py, "default" = infer.py without flags.
-PADDLE_VARIANTS = ("default", "openvino", "onednn", "native")
-PATHS = ("dygraph", *(f"paddle-{v}" for v in PADDLE_VARIANTS), "onnxruntime", "onnxruntime-raw")
+# One path per Paddle Inference variant ("default" = infer.py without engine flags).
+PATHS = ("dygraph", *(f"paddle-{v}" for v in CPU_VARIANTS), "onnxruntime", "onnxruntime-raw")
 ONNX_OPSET = 13
 
 
@@ -46,7 +46,7 @@ def prepare_model(name: str, work: Path) -> ModelFiles:
     """Random weights, their Paddle inference export and its ONNX conversion, under ``work``."""
     import paddle
 
-    from model import build_model
+    from mobilenetv3_tipc.model import build_model
 
     files = ModelFiles(name, work / "weights.pdparams", work / "infer", work / "model.onnx")
     work.mkdir(parents=True, exist_ok=True)
@@ -96,13 +96,10 @@ def _dygraph(files: ModelFiles, threads: int) -> Runner:
     import paddle
     from paddle.base import core
 
-    from model import build_model
-    from model.weights import load_weights
+    from mobilenetv3_tipc.model.checkpoint import model_from_checkpoint
 
     core.set_num_threads(threads)
-    net = build_model(files.name, num_classes=1000)
-    load_weights(net, files.weights)
-    net.eval()
+    net = model_from_checkpoint(files.name, files.weights, num_classes=1000)
 
     def run(batch: np.ndarray) -> np.ndarray:
         with paddle.no_grad():
@@ -112,14 +109,14 @@ def _dygraph(files: ModelFiles, threads: int) -> Runner:
 
 
 def _paddle(files: ModelFiles, variant: str, threads: int) -> tuple[Runner, str]:
-    from deploy.inference_python.predictor import create_cpu_predictor
-    from deploy.options import UnsupportedConfig
+    from mobilenetv3_tipc.cli import UnsupportedConfig
+    from mobilenetv3_tipc.inference.paddle_predictor import create_cpu_predictor
 
     try:
         predictor = create_cpu_predictor(files.infer_dir, variant, cpu_threads=threads)
     except UnsupportedConfig as exc:
         raise PathUnavailable(str(exc)) from exc
-    return predictor.run, predictor.engine
+    return predictor.run, predictor.engine_line()
 
 
 def _onnx_raw(files: ModelFiles, threads: int) -> Runner:
@@ -137,15 +134,19 @@ def _onnx_raw(files: ModelFiles, threads: int) -> Runner:
 
 
 def build_path(path: str, files: ModelFiles, threads: int) -> tuple[Runner, str]:
-    """``(run, engine)`` for one of :data:`PATHS` at ``threads`` CPU threads."""
+    """``(run, engine)`` for one of :data:`PATHS` at ``threads`` CPU threads.
+
+    ``engine`` is the predictor's ``inference engine: <name> (<settings>)`` line where there is one.
+    """
     if path == "dygraph":
         return _dygraph(files, threads), "paddle eager"
     if path.startswith("paddle-"):
         return _paddle(files, path.removeprefix("paddle-"), threads)
     if path == "onnxruntime":
-        from deploy.onnx_python.predictor import OnnxPredictor
+        from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
 
-        return OnnxPredictor(files.onnx_file, threads=threads).run, "deploy/onnx_python OnnxPredictor"
+        predictor = OnnxPredictor(files.onnx_file, threads=threads)
+        return predictor.run, predictor.engine_line()
     if path == "onnxruntime-raw":
         return _onnx_raw(files, threads), "onnxruntime.InferenceSession"
     raise ValueError(f"unknown path {path!r}; expected one of {', '.join(PATHS)}")
@@ -153,9 +154,9 @@ def build_path(path: str, files: ModelFiles, threads: int) -> tuple[Runner, str]
 
 def end_to_end(run: Runner | None, jpeg: bytes, batch: int, preprocessor: BatchPreprocessor,
                batches: int) -> Callable[[], object]:
-    """One call = ``batches`` batches of ``batch`` JPEGs -> top-5, as deploy/batch_classifier.py does it.
+    """One call = ``batches`` batches of ``batch`` JPEGs -> top-5, as ``inference/batch_classifier.py`` does it.
 
-    ``preprocessor`` (vision/batching.py) decodes on its worker threads and prepares the next
+    ``preprocessor`` (mobilenetv3_tipc/data/batching.py) decodes on its worker threads and prepares the next
     batch while ``run`` infers the current one. ``run=None`` only preprocesses (no model).
     """
     stream = [[jpeg] * batch] * batches
@@ -178,7 +179,7 @@ def single_image(run: Runner, jpeg: bytes) -> Callable[[], object]:
 
 
 def preprocess_stages(jpeg: bytes) -> dict[str, Callable[[], object]]:
-    """One call per stage of vision/preprocess.py's :func:`preprocess` on one image (one thread)."""
+    """One call per stage of mobilenetv3_tipc/data/preprocess.py's :func:`preprocess` on one image (one thread)."""
     decoded = decode_image(jpeg)
     cropped = resize_center_crop(decoded)
     return {

@@ -1,65 +1,64 @@
-"""The benchmark's outputs: the ratio table, results.json, PNG plots and the issue-7 target checks."""
+"""The benchmark's outputs: the ratio table, results.json, PNG plots and the performance target checks."""
 
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Issue 7's targets: (title, bound text). Ratios are measured in one run.
-TARGET_TITLES = {
-    "1": "Paddle Inference default vs ONNX Runtime, model-only latency (batch 8 <= 1.15x, batch 1 <= 2x)",
-    "2": "deploy/onnx_python wrapper vs raw onnxruntime.InferenceSession latency (<= 1.05x)",
-    "3": "end-to-end JPEG->top-5 throughput / model-only throughput at batch 8 (>= 0.6)",
-    "4": "serving: c=8 throughput / offline end-to-end b8 (>= 0.8); c=1 p50 - offline one-image latency (<= 2 ms)",
-    "5": "training images/s, best Paddle / PyTorch eager, mobilenet_v3_small (goal: parity, 1.0)",
-    "6": "lite_train_lite_infer chain of the small model, prepare + chain wall time (<= 90 s)",
-}
 DEPLOY_PATHS = ("paddle-default", "onnxruntime")
 
 
-def _num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+class Figures:
+    """Look-ups into ``results`` at the run's largest thread count."""
 
+    def __init__(self, results: dict) -> None:
+        self.results = results
+        self.threads = max(results["meta"]["threads"])
 
-def _fig(results: dict, section: str, path: str, threads: int, batch: int) -> dict | None:
-    return results.get(section, {}).get(path, {}).get(f"t{threads}", {}).get(f"b{batch}")
+    def fig(self, section: str, path: str, batch: int) -> dict | None:
+        return self.results.get(section, {}).get(path, {}).get(f"t{self.threads}", {}).get(f"b{batch}")
 
-
-def _target(measured: float | None, bound: str, met: bool | None, **detail: Any) -> dict[str, Any]:
-    return {"measured": None if measured is None else round(measured, 4), "bound": bound,
-            "status": "not measured" if met is None else "met" if met else "missed", **detail}
-
-
-def evaluate_targets(results: dict) -> dict[str, dict[str, Any]]:
-    """Measured ratio, bound and met/missed/not measured for each of issue 7's targets."""
-    threads = max(results["meta"]["threads"])
-    targets: dict[str, dict[str, Any]] = {}
-
-    def ms(section: str, path: str, batch: int) -> float | None:
-        fig = _fig(results, section, path, threads, batch)
+    def ms(self, section: str, path: str, batch: int) -> float | None:
+        fig = self.fig(section, path, batch)
         return fig["ms_per_image"] if fig else None
 
-    r8 = r1 = None
-    if ms("model_only", "onnxruntime", 8) and ms("model_only", "paddle-default", 8):
-        r8 = ms("model_only", "paddle-default", 8) / ms("model_only", "onnxruntime", 8)
-        r1 = ms("model_only", "paddle-default", 1) / ms("model_only", "onnxruntime", 1)
-    targets["1"] = _target(r8, "batch 8 <= 1.15, batch 1 <= 2.0",
-                           None if r8 is None else r8 <= 1.15 and r1 <= 2.0, batch8=r8, batch1=r1,
-                           summary=None if r8 is None else f"batch 8: {r8:.2f}x, batch 1: {r1:.2f}x")
 
-    wrapper = {b: ms("model_only", "onnxruntime", b) / ms("model_only", "onnxruntime-raw", b)
-               for b in results["meta"]["batches"]
-               if ms("model_only", "onnxruntime", b) and ms("model_only", "onnxruntime-raw", b)}
-    worst = max(wrapper.values()) if wrapper else None
-    targets["2"] = _target(worst, "<= 1.05 at every batch", None if worst is None else worst <= 1.05,
-                           per_batch={f"b{b}": round(v, 4) for b, v in wrapper.items()})
+@dataclass(frozen=True)
+class Measured:
+    """One target's measured ratio (``None``: not measured), whether it is met, and details."""
 
+    value: float | None
+    met: bool | None
+    detail: dict[str, Any]
+
+
+def _paddle_vs_onnx(f: Figures, limit: dict[str, float]) -> Measured:
+    paddle8, onnx8 = f.ms("model_only", "paddle-default", 8), f.ms("model_only", "onnxruntime", 8)
+    paddle1, onnx1 = f.ms("model_only", "paddle-default", 1), f.ms("model_only", "onnxruntime", 1)
+    if not (paddle8 and onnx8 and paddle1 and onnx1):
+        return Measured(None, None, {"batch8": None, "batch1": None, "summary": None})
+    r8, r1 = paddle8 / onnx8, paddle1 / onnx1
+    return Measured(r8, r8 <= limit["batch8"] and r1 <= limit["batch1"],
+                    {"batch8": r8, "batch1": r1, "summary": f"batch 8: {r8:.2f}x, batch 1: {r1:.2f}x"})
+
+
+def _onnx_wrapper(f: Figures, limit: dict[str, float]) -> Measured:
+    ratios = {b: f.ms("model_only", "onnxruntime", b) / f.ms("model_only", "onnxruntime-raw", b)
+              for b in f.results["meta"]["batches"]
+              if f.ms("model_only", "onnxruntime", b) and f.ms("model_only", "onnxruntime-raw", b)}
+    worst = max(ratios.values()) if ratios else None
+    return Measured(worst, None if worst is None else worst <= limit["ratio"],
+                    {"per_batch": {f"b{b}": round(v, 4) for b, v in ratios.items()}})
+
+
+def _end_to_end(f: Figures, limit: dict[str, float]) -> Measured:
     e2e, ceiling = {}, {}
-    prep = results.get("preprocess_only", {}).get("b8")
+    prep = f.results.get("preprocess_only", {}).get("b8")
     for path in DEPLOY_PATHS:
-        full, model = _fig(results, "end_to_end", path, threads, 8), _fig(results, "model_only", path, threads, 8)
+        full, model = f.fig("end_to_end", path, 8), f.fig("model_only", path, 8)
         if full and model:
             e2e[path] = full["images_per_s"] / model["images_per_s"]
             if prep:
@@ -69,44 +68,82 @@ def evaluate_targets(results: dict) -> dict[str, dict[str, Any]]:
     low = min(e2e.values()) if e2e else None
     summary = ", ".join(f"{k} {v:.2f} (CPU ceiling {ceiling[k]:.2f})" if k in ceiling else f"{k} {v:.2f}"
                         for k, v in e2e.items())
-    targets["3"] = _target(low, ">= 0.6 (lowest of the deployment paths)", None if low is None else low >= 0.6,
-                           per_path={k: round(v, 4) for k, v in e2e.items()},
-                           cpu_ceiling={k: round(v, 4) for k, v in ceiling.items()},
-                           preprocess_only_images_per_s=prep["images_per_s"] if prep else None,
-                           summary=summary or None)
+    return Measured(low, None if low is None else low >= limit["ratio"],
+                    {"per_path": {k: round(v, 4) for k, v in e2e.items()},
+                     "cpu_ceiling": {k: round(v, 4) for k, v in ceiling.items()},
+                     "preprocess_only_images_per_s": prep["images_per_s"] if prep else None,
+                     "summary": summary or None})
 
-    served = results.get("serving", {}).get("paddle", {})
-    offline8 = _fig(results, "end_to_end", "paddle-default", threads, 8)
-    offline1 = results.get("single_image_latency", {}).get("paddle-default")
-    tp = gap = None
-    if "c8" in served and offline8:
-        tp = served["c8"]["images_per_s"] / offline8["images_per_s"]
-    if "c1" in served and offline1:
-        gap = served["c1"]["p50_ms"] - offline1["median_ms"]
-    targets["4"] = _target(tp, "c8 ratio >= 0.8 and c1 p50 gap <= 2 ms",
-                           None if tp is None or gap is None else tp >= 0.8 and gap <= 2.0,
-                           c8_throughput_ratio=tp, c1_p50_minus_offline_ms=None if gap is None else round(gap, 3),
-                           backend="paddle (serving) vs paddle-default (offline)",
-                           summary=None if tp is None or gap is None else f"c8: {tp:.2f}x, c1 p50 gap: {gap:+.1f} ms")
 
-    training = results.get("training", {})
-    small = "mobilenet_v3_small"
+def _serving(f: Figures, limit: dict[str, float]) -> Measured:
+    served = f.results.get("serving", {}).get("paddle", {})
+    offline8 = f.fig("end_to_end", "paddle-default", 8)
+    offline1 = f.results.get("single_image_latency", {}).get("paddle-default")
+    tp = served["c8"]["images_per_s"] / offline8["images_per_s"] if "c8" in served and offline8 else None
+    gap = served["c1"]["p50_ms"] - offline1["median_ms"] if "c1" in served and offline1 else None
+    measured = tp is not None and gap is not None
+    return Measured(tp, tp >= limit["c8_ratio"] and gap <= limit["c1_gap_ms"] if measured else None,
+                    {"c8_throughput_ratio": tp, "c1_p50_minus_offline_ms": None if gap is None else round(gap, 3),
+                     "backend": "paddle (serving) vs paddle-default (offline)",
+                     "summary": f"c8: {tp:.2f}x, c1 p50 gap: {gap:+.1f} ms" if measured else None})
+
+
+def _training(f: Figures, limit: dict[str, float]) -> Measured:
+    training, small = f.results.get("training", {}), "mobilenet_v3_small"
     paddle_best = max((v["images_per_s"] for k, v in training.items()
                        if k.startswith("paddle-") and k.endswith(small) and isinstance(v, dict)), default=None)
     torch_fig = training.get(f"torch-eager/{small}")
     parity = paddle_best / torch_fig["images_per_s"] if paddle_best and isinstance(torch_fig, dict) else None
-    targets["5"] = _target(parity, "goal 1.0 (report)", None if parity is None else parity >= 1.0,
-                           paddle_best_images_per_s=paddle_best,
-                           reason=None if parity is not None else "PyTorch (torch, torchvision) not installed")
+    return Measured(parity, None if parity is None else parity >= limit["ratio"],
+                    {"paddle_best_images_per_s": paddle_best,
+                     "reason": None if parity is not None else "PyTorch (torch, torchvision) not installed"})
 
-    chain = results.get("chain", {})
+
+def _chain(f: Figures, limit: dict[str, float]) -> Measured:
+    chain = f.results.get("chain", {})
     wall = chain.get("total_s")
-    skipped = chain.get("skipped", "not run (full mode or --include-chain)")
-    targets["6"] = _target(wall, "<= 90 s", None if wall is None else wall <= 90.0,
-                           reason=None if wall is not None else skipped)
-    for key, title in TARGET_TITLES.items():
-        targets[key]["title"] = title
-    return targets
+    reason = None if wall is not None else chain.get("skipped", "not run (full mode or --include-chain)")
+    return Measured(wall, None if wall is None else wall <= limit["seconds"], {"reason": reason})
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    title: str
+    bound: str
+    limit: dict[str, float]
+    measure: Callable[[Figures, dict[str, float]], Measured]
+
+
+# The performance targets; every ratio is measured within one run.
+TARGETS = (
+    Target("1", "Paddle Inference default vs ONNX Runtime, model-only latency (batch 8 <= 1.15x, batch 1 <= 2x)",
+           "batch 8 <= 1.15, batch 1 <= 2.0", {"batch8": 1.15, "batch1": 2.0}, _paddle_vs_onnx),
+    Target("2", "deploy/onnx_python wrapper vs raw onnxruntime.InferenceSession latency (<= 1.05x)",
+           "<= 1.05 at every batch", {"ratio": 1.05}, _onnx_wrapper),
+    Target("3", "end-to-end JPEG->top-5 throughput / model-only throughput at batch 8 (>= 0.6)",
+           ">= 0.6 (lowest of the deployment paths)", {"ratio": 0.6}, _end_to_end),
+    Target("4", "serving: c=8 throughput / offline end-to-end b8 (>= 0.8); c=1 p50 - offline one-image latency "
+           "(<= 2 ms)", "c8 ratio >= 0.8 and c1 p50 gap <= 2 ms", {"c8_ratio": 0.8, "c1_gap_ms": 2.0}, _serving),
+    Target("5", "training images/s, best Paddle / PyTorch eager, mobilenet_v3_small (goal: parity, 1.0)",
+           "goal 1.0 (report)", {"ratio": 1.0}, _training),
+    Target("6", "lite_train_lite_infer chain of the small model, prepare + chain wall time (<= 90 s)",
+           "<= 90 s", {"seconds": 90.0}, _chain),
+)
+
+
+def evaluate_targets(results: dict) -> dict[str, dict[str, Any]]:
+    """Measured ratio, bound and met/missed/not measured for each of :data:`TARGETS`."""
+    figures = Figures(results)
+    evaluated = {}
+    for target in TARGETS:
+        m = target.measure(figures, target.limit)
+        evaluated[target.key] = {
+            "measured": None if m.value is None else round(m.value, 4), "bound": target.bound,
+            "status": "not measured" if m.met is None else "met" if m.met else "missed", **m.detail,
+            "title": target.title,
+        }
+    return evaluated
 
 
 def table_rows(results: dict) -> list[tuple[str, str, str, float, str, float]]:
@@ -169,7 +206,7 @@ def format_table(results: dict) -> str:
         lines.append(f"tipc chain  prepare {chain['prepare_s']:.1f} s + chain {chain['chain_s']:.1f} s "
                      f"= {chain['total_s']:.1f} s")
     lines.append("")
-    lines.append("targets (issue 7):")
+    lines.append("targets:")
     for key, target in results.get("targets", {}).items():
         measured = "-" if target["measured"] is None else f"{target['measured']:.3f}"
         lines.append(f"  {key}. {target['status']:<12} measured {measured:>8}  bound {target['bound']}  "

@@ -14,11 +14,12 @@ import importlib.util
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +31,25 @@ def torch_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "torchvision"))
 
 
+def _sgd_step(net: Any, criterion: Any, optimizer: Any, images: Any, labels: Any,
+              clear_grad: Callable[[], object]) -> Callable[[], float]:
+    """One training step on a fixed batch, for either framework (their APIs match but for ``clear_grad``)."""
+
+    def step() -> float:
+        loss = criterion(net(images), labels)
+        loss.backward()
+        optimizer.step()
+        clear_grad()
+        return float(loss)
+
+    return step
+
+
 def _paddle_step(model_name: str, batch: int, to_static: bool) -> Callable[[], float]:
     import numpy as np
     import paddle
 
-    from model import build_model
+    from mobilenetv3_tipc.model import build_model
 
     paddle.seed(0)
     net = build_model(model_name, num_classes=1000)
@@ -47,15 +62,7 @@ def _paddle_step(model_name: str, batch: int, to_static: bool) -> Callable[[], f
     rng = np.random.default_rng(0)
     images = paddle.to_tensor(rng.standard_normal((batch, 3, 224, 224), dtype=np.float32))
     labels = paddle.to_tensor(rng.integers(0, 1000, (batch,)).astype(np.int64))
-
-    def step() -> float:
-        loss = criterion(net(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
-        return float(loss)
-
-    return step
+    return _sgd_step(net, criterion, optimizer, images, labels, optimizer.clear_grad)
 
 
 def _torch_step(model_name: str, batch: int) -> Callable[[], float]:
@@ -69,28 +76,14 @@ def _torch_step(model_name: str, batch: int) -> Callable[[], float]:
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-5)
     images = torch.randn(batch, 3, 224, 224)
     labels = torch.randint(0, 1000, (batch,))
-
-    def step() -> float:
-        loss = criterion(net(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        return float(loss)
-
-    return step
+    return _sgd_step(net, criterion, optimizer, images, labels, optimizer.zero_grad)
 
 
 def measure(step: Callable[[], float], batch: int, warmup: int, steps: int) -> dict[str, float]:
     """Median images/s over ``steps`` timed steps after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    median = times[len(times) // 2] if len(times) % 2 else sum(times[len(times) // 2 - 1:len(times) // 2 + 1]) / 2
+    from mobilenetv3_tipc.inference.timing_report import time_calls
+
+    median = statistics.median(time_calls(step, steps, warmup))
     return {"images_per_s": round(batch / median, 3), "median_step_s": round(median, 4), "steps": steps}
 
 

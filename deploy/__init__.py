@@ -1,1 +1,1 @@
-"""Deployment paths: Paddle Inference, ONNX Runtime, HTTP serving, quantization."""
+"""Deployment entry points (Paddle Inference, ONNX Runtime, serving, quantization) over ``mobilenetv3_tipc``."""

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from mobilenetv3_tipc.cli import setup_logging
+
 logger = logging.getLogger("make_lite_data")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -258,10 +260,7 @@ def write_tar(path: Path, files: dict[str, bytes]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging()
     if args.verbose:
         logger.setLevel(logging.DEBUG)
     try:

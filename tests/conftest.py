@@ -14,91 +14,35 @@
                      ``.../norm_train_gpus_-1_autocast_False_nodes_1/latest.pdparams`` exist.
                      Other tests run ``prepare.sh CONFIG paddle2onnx_infer|serving_infer``
                      inside it. Tests never write into the working tree.
+* ``onnx_model``     an exported MobileNetV3-small with peaked outputs and its paddle2onnx
+                     conversion (:class:`tests.fixtures.onnx_model.OnnxModel`), built once.
+
+Helpers live in ``tests/fixtures/`` (workspace copies, subprocess runs, the ONNX model).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import tarfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SMALL_CONFIG = "test_tipc/configs/mobilenet_v3_small/train_infer_python.txt"
-LITE_MODE = "lite_train_lite_infer"
-LITE_RUN_DIR = f"test_tipc/output/mobilenet_v3_small/{LITE_MODE}/norm_train_gpus_-1_autocast_False_nodes_1"
-# Not copied into a workspace even when git is unavailable (they are .gitignored anyway).
-IGNORED_NAMES = {".git", "lite_data", "output", "inference", "pretrain_models", "__pycache__", ".pytest_cache",
-                 ".ruff_cache", ".venv", "venv", "data"}
+from tests.fixtures.onnx_model import OnnxModel, build_onnx_model
+from tests.fixtures.workspace import (
+    LITE_MODE,
+    LITE_RUN_DIR,
+    REPO_ROOT,
+    SMALL_CONFIG,
+    ChainRun,
+    copy_repo,
+    make_tipc_env,
+    run_script,
+)
 
-
-@dataclass(frozen=True)
-class ChainRun:
-    """One prepare + chain run in a workspace."""
-
-    workspace: Path
-    prepare: subprocess.CompletedProcess[str]
-    chain: subprocess.CompletedProcess[str]
-    seconds: float
-
-    @property
-    def results(self) -> Path:
-        return self.workspace / "test_tipc/output/mobilenet_v3_small" / LITE_MODE / "results_python.log"
-
-
-def make_tipc_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["TIPC_OFFLINE"] = "1"
-    env["NO_COLOR"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
-
-
-def repo_files(root: Path) -> list[str]:
-    """Tracked and untracked-but-not-ignored files (what a fresh clone plus work in progress has)."""
-    try:
-        out = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=root, capture_output=True, check=True, timeout=60,
-        ).stdout.decode()
-    except (OSError, subprocess.SubprocessError):
-        files = []
-        for path in root.rglob("*"):
-            rel = path.relative_to(root)
-            if path.is_file() and not IGNORED_NAMES.intersection(rel.parts):
-                files.append(str(rel))
-        return files
-    return [name for name in out.split("\0") if name]
-
-
-def copy_repo(root: Path, dest: Path) -> Path:
-    """Copy the repository's files (not its outputs) to ``dest``; returns ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in repo_files(root):
-        source = root / name
-        if not source.is_file():  # deleted in the working tree but still in the index
-            continue
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-    return dest
-
-
-def run_script(workspace: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """``bash ARGS`` from the workspace root with :func:`make_tipc_env`."""
-    return subprocess.run(
-        ["bash", *args], cwd=workspace, env=make_tipc_env(), capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )
-
+# Re-exported for tests that still import them from here; new code imports tests.fixtures.*.
+__all__ = ["LITE_MODE", "LITE_RUN_DIR", "REPO_ROOT", "SMALL_CONFIG", "ChainRun", "copy_repo", "make_tipc_env",
+           "run_script"]
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
@@ -143,3 +87,8 @@ def tipc_workspace(tipc_lite_run: ChainRun) -> Path:
             f"{tipc_lite_run.chain.stderr[-3000:]}"
         )
     return tipc_lite_run.workspace
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory, lite_data: Path) -> OnnxModel:
+    return build_onnx_model(tmp_path_factory.getbasetemp(), lite_data)

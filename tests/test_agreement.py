@@ -1,4 +1,4 @@
-"""The agreement gate (deploy/agreement.py, tools/check_agreement.py).
+"""The agreement gate (mobilenetv3_tipc/inference/agreement.py, tools/check_agreement.py).
 
 Passes on a real paddle2onnx conversion; fails when the ONNX file is perturbed
 (one initializer rewritten) or corrupted, and when the reference weights differ
@@ -15,16 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.agreement import BackendResult, all_agree, compare, format_table, verdict
-from tests.helpers import run_python
-from tests.test_onnx_infer import OnnxModel, build_onnx_model
+from mobilenetv3_tipc.inference.agreement import BackendResult, all_agree, compare, format_table, verdict
+from tests.fixtures.onnx_model import OnnxModel
+from tests.fixtures.processes import run_python
 
 TABLE_ROW = re.compile(r"^(?P<name>\S+)(?: \(reference\))?\s+(?P<top1>\d+/\d+)\s+(?P<diff>\S+)\s+(?P<result>\S+)$")
 
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory: pytest.TempPathFactory, lite_data: Path) -> OnnxModel:
-    return build_onnx_model(tmp_path_factory.getbasetemp(), lite_data)
 
 
 def _gate_args(model: OnnxModel, onnx_file: Path | None = None, weights: Path | None = None) -> list[str]:
@@ -74,7 +70,7 @@ def test_gate_cli_passes_on_a_real_conversion(onnx_model: OnnxModel, tmp_path: P
 
 def test_gate_fails_on_a_perturbed_onnx_initializer(onnx_model: OnnxModel, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     perturbed = tmp_path / "perturbed.onnx"
     _perturb_initializer(onnx_model.onnx_file, perturbed)
@@ -89,7 +85,7 @@ def test_gate_fails_on_a_perturbed_onnx_initializer(onnx_model: OnnxModel, tmp_p
 
 def test_gate_fails_on_a_corrupted_onnx_file(onnx_model: OnnxModel, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     corrupted = tmp_path / "corrupted.onnx"
     data = bytearray(onnx_model.onnx_file.read_bytes())
@@ -103,7 +99,7 @@ def test_gate_fails_when_the_weights_differ_from_the_exported_model(onnx_model: 
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import paddle
 
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     state = paddle.load(str(onnx_model.weights))
     bias = state["classifier.3.bias"]
@@ -116,7 +112,7 @@ def test_gate_fails_when_the_weights_differ_from_the_exported_model(onnx_model: 
 
 
 def test_gate_usage_errors(onnx_model: OnnxModel, tmp_path: Path) -> None:
-    from tools import check_agreement
+    from mobilenetv3_tipc.inference import agreement_gate as check_agreement
 
     base = ["--pretrained", str(onnx_model.weights), "--img-path", str(onnx_model.lite_data / "val")]
     assert check_agreement.main(base) == 2  # nothing to compare

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import run_python
+from tests.fixtures.processes import run_python
 
 MIN_VAL_TOP1 = 0.7
 

@@ -1,4 +1,4 @@
-"""tools/convert_torchvision.py maps a torchvision-layout state dict one to one."""
+"""The torchvision conversion (tools/convert_torchvision.py) maps a state dict one to one."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import paddle
 import pytest
 
-from model import build_model
-from tests.helpers import run_python
-from tools.convert_torchvision import ConversionError, convert_state_dict, paddle_key
+from mobilenetv3_tipc.model import build_model
+from mobilenetv3_tipc.model.torchvision_convert import ConversionError, convert_state_dict, paddle_key
+from tests.fixtures.processes import run_python
 
 
 def torchvision_style_state(model: paddle.nn.Layer) -> dict[str, np.ndarray]:

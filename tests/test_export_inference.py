@@ -9,25 +9,17 @@ import numpy as np
 import paddle
 import pytest
 
-from deploy.inference_python.predictor import InferenceOptions, PaddlePredictor
-from model import build_model
-from tests.helpers import REPO, run_python
-from vision.preprocess import list_images, preprocess_batch
+from mobilenetv3_tipc.data.preprocess import list_images, preprocess_batch
+from mobilenetv3_tipc.inference.paddle_predictor import InferenceOptions, PaddlePredictor
+from tests.fixtures.onnx_model import bn_calibrated_model
+from tests.fixtures.processes import REPO, run_python
 
 DEMO = REPO / "images" / "demo.jpg"
 
 
 def calibrated_model(num_classes: int, images: np.ndarray) -> paddle.nn.Layer:
     """A random model whose BN statistics come from real images, so outputs are far from uniform."""
-    paddle.seed(0)
-    model = build_model("mobilenet_v3_small", num_classes=num_classes)
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            layer._momentum = 0.0  # running stats := this batch's stats
-    model.train()
-    with paddle.no_grad():
-        model(paddle.to_tensor(images))
-    model.eval()
+    model = bn_calibrated_model(images, num_classes)
     head = model.classifier[3].weight
     head.set_value(paddle.normal(0.0, 1.0, head.shape))  # peaked outputs instead of ~uniform ones
     return model
@@ -85,19 +77,29 @@ def test_infer_prints_result_lines(exported: tuple[Path, Path, np.ndarray], lite
         assert field in result.stdout
 
 
-@pytest.mark.parametrize(
-    "flags",
-    [("--use-gpu", "True"), ("--use_tensorrt", "True"), ("--precision", "int8"),
-     ("--precision", "fp16", "--enable-mkldnn", "False")],
-)
-def test_infer_unsupported_combinations_exit_77(exported: tuple[Path, Path, np.ndarray], flags: tuple) -> None:
-    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 and "True" in flags:
+@pytest.mark.parametrize("flags", [("--use-gpu", "True"), ("--use_tensorrt", "True"), ("--precision", "fp16")])
+def test_infer_without_the_hardware_exits_77(exported: tuple[Path, Path, np.ndarray], flags: tuple) -> None:
+    from mobilenetv3_tipc.hardware import cpu_has_flag, cuda_available
+
+    if cuda_available() and "True" in flags:
         pytest.skip("this machine has a GPU")
+    if "fp16" in flags and (cpu_has_flag("avx512_bf16") or cpu_has_flag("amx_bf16")):
+        pytest.skip("this CPU runs bfloat16")
     _, out, _ = exported
     result = run_python("deploy/inference_python/infer.py", "--model-dir", str(out), "--img-path", str(DEMO),
                         *flags)
     assert result.returncode == 77, result.stdout + result.stderr
     assert "SKIPPED: " in result.stderr
+
+
+@pytest.mark.parametrize("flags", [("--precision", "int8"), ("--precision", "fp16", "--enable-mkldnn", "False")])
+def test_infer_combinations_no_machine_runs_are_usage_errors(exported: tuple[Path, Path, np.ndarray],
+                                                             flags: tuple) -> None:
+    _, out, _ = exported
+    result = run_python("deploy/inference_python/infer.py", "--model-dir", str(out), "--img-path", str(DEMO),
+                        *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "SKIPPED: " not in result.stderr
 
 
 def test_infer_missing_model_is_a_clear_error(tmp_path: Path) -> None:

@@ -12,35 +12,30 @@
   the error and return the previous output).
 * The ONNX wrapper returns exactly what a raw ``InferenceSession.run`` returns.
 
-The model is the session's shared paddle2onnx conversion (tests/test_onnx_infer.py).
+The model is the session's shared paddle2onnx conversion (the ``onnx_model`` fixture).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deploy.agreement import DEFAULT_TOLERANCE, DygraphReference
-from deploy.inference_python.predictor import (
+from mobilenetv3_tipc.cli import UnsupportedConfig
+from mobilenetv3_tipc.data.preprocess import list_images, preprocess_batch
+from mobilenetv3_tipc.inference.agreement import DEFAULT_TOLERANCE, DygraphReference
+from mobilenetv3_tipc.inference.paddle_predictor import (
     CPU_VARIANTS,
     InferenceOptions,
     PaddlePredictor,
     create_cpu_predictor,
-    select_cpu_engine,
     variant_options,
 )
-from deploy.options import UnsupportedConfig
-from tests.helpers import run_python
-from tests.test_onnx_infer import OnnxModel, build_onnx_model
-from vision.preprocess import list_images, preprocess_batch
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory: pytest.TempPathFactory, lite_data: Path) -> OnnxModel:
-    return build_onnx_model(tmp_path_factory.getbasetemp(), lite_data)
+from tests.fixtures.onnx_model import OnnxModel
+from tests.fixtures.processes import run_python
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +47,7 @@ def batch_and_reference(onnx_model: OnnxModel) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_export_writes_a_legacy_program_sharing_the_parameters(onnx_model: OnnxModel) -> None:
-    from deploy.inference_python.legacy_program import read_input_dims
+    from mobilenetv3_tipc.export.legacy_program import read_input_dims
 
     out = onnx_model.infer_dir
     for name in ("inference.json", "inference.pdmodel", "inference.pdiparams"):
@@ -128,24 +123,31 @@ def test_without_a_legacy_program_the_default_falls_back_to_onednn(
         create_cpu_predictor(tmp_path, "openvino")
 
 
-def test_engine_selection_rules(tmp_path: Path) -> None:
-    for name in ("inference.json", "inference.pdmodel", "inference.pdiparams"):
-        (tmp_path / name).write_bytes(b"")
-    assert select_cpu_engine(InferenceOptions(), tmp_path) == "openvino"
-    assert select_cpu_engine(InferenceOptions(use_openvino=False), tmp_path) == "onednn"
-    assert select_cpu_engine(InferenceOptions(enable_mkldnn=False), tmp_path) == "native"
-    assert select_cpu_engine(InferenceOptions(ir_optim=False), tmp_path) == "onednn"  # the engine is an IR pass
-    (tmp_path / "quantization.json").write_text("{}")
-    assert select_cpu_engine(InferenceOptions(precision="int8"), tmp_path) == "onednn"
+def test_unknown_variant_is_refused() -> None:
     with pytest.raises(ValueError, match="variant must be one of"):
         variant_options("tensorrt")
+
+
+def test_infer_prints_the_engine_line_and_honours_enable_mkldnn(onnx_model: OnnxModel) -> None:
+    image = onnx_model.lite_data / "test" / "demo.jpg"
+    common = ("deploy/inference_python/infer.py", "--model-dir", str(onnx_model.infer_dir), "--img-path", str(image),
+              "--cpu-threads", "1")
+    auto = run_python(*common)
+    assert auto.returncode == 0, auto.stderr
+    assert re.search(r"^inference engine: openvino \(device=cpu, precision=fp32, threads=1, ", auto.stdout, re.M)
+    onednn = run_python(*common, "--enable-mkldnn", "True")
+    assert onednn.returncode == 0, onednn.stderr
+    assert re.search(r"^inference engine: onednn \(", onednn.stdout, re.M), onednn.stdout
+    native = run_python(*common, "--enable_mkldnn", "False", "--use-openvino", "auto")
+    assert native.returncode == 0, native.stderr
+    assert re.search(r"^inference engine: native \(", native.stdout, re.M), native.stdout
 
 
 def test_onnx_wrapper_returns_exactly_what_raw_onnxruntime_returns(
         onnx_model: OnnxModel, batch_and_reference: tuple[np.ndarray, np.ndarray]) -> None:
     import onnxruntime as ort
 
-    from deploy.onnx_python.predictor import OnnxPredictor
+    from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
 
     images, reference = batch_and_reference
     options = ort.SessionOptions()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import paddle
 import pytest
 
-from model import build_model, make_divisible, model_names
+from mobilenetv3_tipc.model import build_model, make_divisible, model_names
 
 # torchvision.models.mobilenet_v3_small / _large at 1000 classes (trainable parameters).
 TORCHVISION_PARAMS = {"mobilenet_v3_small": 2_542_856, "mobilenet_v3_large": 5_483_032}

@@ -2,91 +2,19 @@
 
 The model is a real paddle2onnx conversion of an exported MobileNetV3-small whose BN
 statistics come from the lite images and whose classifier is scaled so outputs are
-peaked and depend on the image. It is built once per session (cached under pytest's
-base temp dir) and shared with tests/test_agreement.py. ``lite_data`` is the session
-fixture of tests/conftest.py.
+peaked and depend on the image: the session fixture ``onnx_model`` of tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import re
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, run_python
-
-DEMO = REPO / "images" / "demo.jpg"
-NUM_CLASSES = 4
-
-
-@dataclass(frozen=True)
-class OnnxModel:
-    lite_data: Path
-    weights: Path
-    infer_dir: Path
-    onnx_file: Path
-
-
-def write_peaked_weights(path: Path, images: np.ndarray, num_classes: int = NUM_CLASSES,
-                         model_name: str = "mobilenet_v3_small") -> None:
-    """Random weights, BN statistics from ``images``, classifier scaled to logits of std 3."""
-    import paddle
-
-    from model import build_model
-
-    paddle.seed(0)
-    net = build_model(model_name, num_classes=num_classes)
-    for layer in net.sublayers():
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            layer._momentum = 0.0  # running stats := this batch's stats
-    net.train()
-    with paddle.no_grad():
-        net(paddle.to_tensor(images))
-    net.eval()
-    with paddle.no_grad():
-        logits = net(paddle.to_tensor(images)).numpy()
-        factor = 3.0 / (float(logits.std()) + 1e-12)
-        head = net.classifier[3]
-        head.weight.set_value(head.weight.numpy() * factor)
-        head.bias.set_value(head.bias.numpy() * factor)
-    paddle.save(net.state_dict(), str(path))
-
-
-def paddle2onnx_cmd(model_dir: Path, save_file: Path, opset: int = 13) -> list[str]:
-    return [sys.executable, "-m", "paddle2onnx.command", "--model_dir", str(model_dir),
-            "--model_filename", "inference.json", "--params_filename", "inference.pdiparams",
-            "--save_file", str(save_file), "--opset_version", str(opset),
-            "--enable_auto_update_opset", "False", "--enable_onnx_checker", "True"]
-
-
-def build_onnx_model(base: Path, lite: Path) -> OnnxModel:
-    """Export + paddle2onnx once per pytest session (cached in ``base``); ``lite`` is lite_data/."""
-    import subprocess
-
-    from vision.preprocess import list_images, preprocess_batch
-
-    root = base / "onnx_model_shared"
-    model = OnnxModel(lite, root / "weights.pdparams", root / "infer", root / "onnx" / "model.onnx")
-    if model.onnx_file.is_file():
-        return model
-    root.mkdir(parents=True, exist_ok=True)
-    write_peaked_weights(model.weights, preprocess_batch(list_images(lite / "train")))
-    result = run_python("tools/export_model.py", "--model", "mobilenet_v3_small", "--pretrained",
-                        str(model.weights), "--save-inference-dir", str(model.infer_dir))
-    assert result.returncode == 0, result.stderr
-    conv = subprocess.run(paddle2onnx_cmd(model.infer_dir, model.onnx_file), capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert conv.returncode == 0 and model.onnx_file.is_file(), conv.stdout + conv.stderr
-    return model
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory: pytest.TempPathFactory, lite_data: Path) -> OnnxModel:
-    return build_onnx_model(tmp_path_factory.getbasetemp(), lite_data)
+from tests.fixtures.onnx_model import NUM_CLASSES, OnnxModel
+from tests.fixtures.processes import DEMO, run_python
 
 
 def _result_lines(stdout: str) -> list[str]:
@@ -100,21 +28,24 @@ def test_infer_on_one_file_prints_the_upstream_format(onnx_model: OnnxModel,
     image = onnx_model.lite_data / "test" / "demo.jpg"
     assert infer.main(["--onnx_file", str(onnx_model.onnx_file), "--img_path", str(image)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
-    assert lines[0] == "ONNXRuntime predict:"
-    assert len(lines) == 2 and re.fullmatch(r"class_id: [0-3], prob: [0-9.e-]+", lines[1]), lines
+    assert re.fullmatch(r"inference engine: onnxruntime \(device=cpu, providers=CPUExecutionProvider, threads=\d+\)",
+                        lines[0]), lines
+    assert lines[1] == "ONNXRuntime predict:"
+    assert len(lines) == 3 and re.fullmatch(r"class_id: [0-3], prob: [0-9.e-]+", lines[2]), lines
 
 
 def test_infer_on_a_folder_matches_the_predictor(onnx_model: OnnxModel) -> None:
     """The CLI as CI runs it (a subprocess): a folder, batch 3, benchmark report."""
-    from deploy.onnx_python.predictor import OnnxPredictor
-    from vision.preprocess import list_images, preprocess_batch
+    from mobilenetv3_tipc.data.preprocess import list_images, preprocess_batch
+    from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
 
     folder = onnx_model.lite_data / "val" / "n07920052"
     result = run_python("deploy/onnx_python/infer.py", "--onnx-file", str(onnx_model.onnx_file),
                         "--img-path", str(folder), "--batch-size", "3", "--benchmark", "True", "--topk", "2")
     assert result.returncode == 0, result.stderr
     lines = _result_lines(result.stdout)
-    assert result.stdout.startswith("ONNXRuntime predict:")
+    assert result.stdout.startswith("inference engine: onnxruntime (")
+    assert "\nONNXRuntime predict:\n" in result.stdout
     assert len(lines) == 4
     assert result.stdout.count("image_name: ") == 4
     assert "ips:" in result.stdout and "onnxruntime" in result.stdout
@@ -170,8 +101,8 @@ def test_use_gpu_is_skipped_without_a_gpu_provider(onnx_model: OnnxModel,
 
 
 def test_select_providers() -> None:
-    from deploy.onnx_python.predictor import select_providers
-    from deploy.options import UnsupportedConfig
+    from mobilenetv3_tipc.cli import UnsupportedConfig
+    from mobilenetv3_tipc.inference.onnx_predictor import select_providers
 
     assert select_providers(False, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     both = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -182,8 +113,8 @@ def test_select_providers() -> None:
 
 
 def test_predictor_has_a_dynamic_batch(onnx_model: OnnxModel) -> None:
-    from deploy.onnx_python.predictor import OnnxPredictor
-    from vision.preprocess import list_images, preprocess_batch
+    from mobilenetv3_tipc.data.preprocess import list_images, preprocess_batch
+    from mobilenetv3_tipc.inference.onnx_predictor import OnnxPredictor
 
     predictor = OnnxPredictor(onnx_model.onnx_file, threads=1)
     assert not isinstance(predictor.input_shape[0], int) or predictor.input_shape[0] <= 0

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vision.postprocess import softmax, topk
-from vision.preprocess import (
+from mobilenetv3_tipc.data.postprocess import softmax, topk
+from mobilenetv3_tipc.data.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageDecodeError,
@@ -22,9 +22,7 @@ from vision.preprocess import (
     resize_short,
     resized_size,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "images" / "demo.jpg"
+from tests.fixtures.processes import DEMO
 
 
 def jpeg_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 100, 50)) -> bytes:

@@ -1,4 +1,4 @@
-"""The fast preprocessing (issue 7) against the definition it replaces, and the batched pipeline.
+"""The fast preprocessing against the definition it replaces, and the batched pipeline.
 
 ``reference_preprocess`` below is the preprocessing as first written: decode and
 ``convert("RGB")``, resize the short side to 256 (the whole image), center crop 224,
@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.batch_classifier import classify_stream
-from vision.batching import BatchPreprocessor
-from vision.preprocess import (
+from mobilenetv3_tipc.data.batching import BatchPreprocessor
+from mobilenetv3_tipc.data.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageDecodeError,
@@ -29,9 +28,8 @@ from vision.preprocess import (
     preprocess_batch,
     resize_center_crop,
 )
+from tests.fixtures.processes import DEMO
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "images" / "demo.jpg"
 EXACT = 1e-6
 # One 8-bit level in the channel with the smallest std, after normalization.
 RESIZE_BOUND = 1.0 / (255.0 * min(IMAGENET_STD)) + EXACT
@@ -218,22 +216,3 @@ def test_preprocessor_arguments_are_checked() -> None:
     with BatchPreprocessor(workers=1) as preprocessor, pytest.raises(ValueError, match="at least one image"):
         preprocessor([])
     assert BatchPreprocessor(workers=0).workers >= 1
-
-
-def test_classify_stream_runs_every_batch_through_the_model_in_order() -> None:
-    jpegs = [DEMO.read_bytes(), encode(photo_like(400, 300, seed=3), "JPEG"), encode(photo_like(300, 400), "JPEG")]
-    batches = [jpegs[:2], jpegs[2:], jpegs]
-    inputs: list[np.ndarray] = []
-
-    def run_batch(batch: np.ndarray) -> np.ndarray:
-        inputs.append(batch.copy())
-        # class = index of the image's brightest channel mean, so the top-1 depends on the pixels
-        means = batch.mean(axis=(2, 3))
-        return np.exp(means) / np.exp(means).sum(axis=1, keepdims=True)
-
-    predictions = classify_stream(batches, run_batch, k=2)
-    assert [len(p) for p in predictions] == [2, 1, 3]
-    for batch_sources, batch_input, batch_preds in zip(batches, inputs, predictions, strict=True):
-        expected = np.stack([preprocess(s) for s in batch_sources])
-        np.testing.assert_array_equal(batch_input, expected)
-        assert [p.class_ids[0] for p in batch_preds] == list(expected.mean(axis=(2, 3)).argmax(axis=1))

@@ -1,4 +1,4 @@
-"""Dynamic batching (deploy/serving_python/batcher.py) and the app's timeouts and failure handling.
+"""Dynamic batching (mobilenetv3_tipc/serving/batcher.py) and the app's timeouts and failure handling.
 
 Most tests use a fake backend whose class is the dominant colour channel of the image
 (red 0, green 1, blue 2), so the rows of a merged batch can be traced back to their
@@ -8,52 +8,32 @@ requests; one test batches the tiny exported Paddle model.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from deploy.options import UnsupportedConfig
-from deploy.serving_python.app import ServingRuntime, build_runtime, create_app
-from deploy.serving_python.batcher import BatcherStopped, DynamicBatcher
-from deploy.serving_python.protocol import TIMEOUT, UNKNOWN
-from deploy.serving_python.serving_config import validate
-from tests.test_serving_support import b64, b64_file, lite_images, make_jpeg, request_body, serve_in_thread, tiny_models
-
-COLOURS = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
-SHAPE = (3, 8, 8)
-
-
-class FakeBackend:
-    """Class = dominant colour channel; records every batch size; optional delay and failure."""
-
-    def __init__(self, delay: float = 0.0, fail_on_blue: bool = False,
-                 first_delay: float | None = None) -> None:
-        self.delay = delay
-        self.first_delay = first_delay
-        self.fail_on_blue = fail_on_blue
-        self.sizes: list[int] = []
-        self.warm = False  # set after start(): warm-up calls are not recorded
-        self.lock = threading.Lock()
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if not self.warm:
-            return np.full((batch.shape[0], 4), 0.25, np.float32)
-        means = batch.mean(axis=(2, 3))
-        with self.lock:
-            first = not self.sizes
-            self.sizes.append(int(batch.shape[0]))
-        if self.fail_on_blue and (means.argmax(axis=1) == 2).any():
-            raise RuntimeError("simulated model failure")
-        time.sleep(self.first_delay if first and self.first_delay is not None else self.delay)
-        probs = np.full((batch.shape[0], 4), 0.02, np.float32)
-        probs[np.arange(batch.shape[0]), means.argmax(axis=1)] = 0.94
-        return probs
+from mobilenetv3_tipc.cli import UnsupportedConfig
+from mobilenetv3_tipc.serving.app import ServingRuntime, build_runtime, create_app
+from mobilenetv3_tipc.serving.batcher import BatcherStopped, DynamicBatcher
+from mobilenetv3_tipc.serving.protocol import TIMEOUT, UNKNOWN
+from tests.fixtures.serving import (
+    COLOURS,
+    SHAPE,
+    FakeBackend,
+    FakeServers,
+    app_config,
+    b64,
+    b64_file,
+    lite_images,
+    make_jpeg,
+    request_body,
+    serve_in_thread,
+    tiny_models,
+)
 
 
 def coloured(index: int, rows: int = 1) -> np.ndarray:
@@ -92,10 +72,10 @@ def test_wait_window_groups_requests_that_arrive_apart() -> None:
     backend = FakeBackend()
     batcher = batcher_with(backend, max_batch_size=4, batch_timeout_s=5.0)
     try:
-        with batcher.incoming() as submit_second:
+        with batcher.incoming() as second_request:
             first = batcher.submit(coloured(0))
             time.sleep(0.05)
-            second = submit_second(coloured(1, rows=2))
+            second = second_request.submit(coloured(1, rows=2))
         assert [int(r.argmax()) for r in first.result(5)] == [0]
         assert [int(r.argmax()) for r in second.result(5)] == [1, 1]
     finally:
@@ -108,8 +88,8 @@ def test_lone_request_does_not_wait_for_the_window() -> None:
     backend = FakeBackend()
     batcher = batcher_with(backend, max_batch_size=8, batch_timeout_s=60.0)
     try:
-        with batcher.incoming() as submit:
-            future = submit(coloured(2))
+        with batcher.incoming() as arrival:
+            future = arrival.submit(coloured(2))
         assert int(future.result(10).argmax()) == 2
         assert int(batcher.submit(coloured(1)).result(10).argmax()) == 1
     finally:
@@ -128,7 +108,6 @@ def test_abandoned_incoming_request_ends_the_wait() -> None:
             assert not first.done()  # waiting: a request is still on its way
             raise ValueError("bad image")
         assert int(first.result(10).argmax()) == 0
-        assert batcher.incoming_count == 0
     finally:
         batcher.stop()
     assert backend.sizes == [1]
@@ -248,28 +227,10 @@ def test_several_workers_share_the_queue() -> None:
 # -- through the HTTP app ----------------------------------------------------------------------------------
 
 
-def app_config(model_dir: Path, **op: object) -> object:
-    op_conf = {"concurrency": 1, "batch_size": 8, "auto_batching_timeout": 30, "timeout": 30000, **op,
-               "local_service_conf": {"model_config": str(model_dir), "devices": "", "thread_num": 1}}
-    return validate({"worker_num": 4, "op": {"imagenet": op_conf}})
-
-
 @pytest.fixture
 def fake_server() -> Iterator[Callable[..., tuple[str, FakeBackend, ServingRuntime]]]:
-    started: list[tuple[object, ServingRuntime]] = []
-
-    def start(backend: FakeBackend, **op: object) -> tuple[str, FakeBackend, ServingRuntime]:
-        runtime = build_runtime(app_config(Path("/nonexistent-model"), **op), backend_factory=lambda w: backend)
-        backend.warm = True
-        ctx = serve_in_thread(create_app(runtime))
-        url = ctx.__enter__()
-        started.append((ctx, runtime))
-        return url, backend, runtime
-
-    yield start
-    for ctx, runtime in started:
-        ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
-        runtime.stop()
+    with FakeServers() as servers:
+        yield servers.start
 
 
 def post_all(url: str, bodies: list[dict[str, object]]) -> list[dict[str, object]]:

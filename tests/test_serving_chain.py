@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.options import cuda_available
-from tests.test_serving_support import REPO, lite_images, tiny_models
+from mobilenetv3_tipc.hardware import cuda_available
+from tests.fixtures.serving import REPO, lite_images, tiny_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.tipc]
 
@@ -79,7 +79,7 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images = lite_images(base)
     work = tmp_path_factory.mktemp("serving_chain") / "repo"
     ignore = shutil.ignore_patterns("__pycache__", "output")
-    for name in ("deploy", "vision", "test_tipc", "model", "tools"):
+    for name in ("deploy", "test_tipc", "tools", "mobilenetv3_tipc"):
         shutil.copytree(REPO / name, work / name, ignore=ignore)
     shutil.copytree(model_dir, work / "inference" / "tiny_infer")
     shutil.copytree(images[0].parents[1], work / "lite_data" / "val")
@@ -146,7 +146,9 @@ def test_missing_model_without_weights_fails_cleanly(small_workspace: Path, tipc
         "--opt op.imagenet.local_service_conf.model_config": "./inference/missing_infer/"})
     chain = run_bash(small_workspace, tipc_env, "test_tipc/test_serving.sh", config, "no_model")
     assert chain.returncode == 1
-    assert "run test_tipc/prepare.sh" in results_of(small_workspace, "no_model")
+    results = results_of(small_workspace, "no_model")
+    assert "run bash test_tipc/prepare.sh" in results
+    assert "served predictions did not run" in results
 
 
 def test_interrupted_chain_stops_its_server(small_workspace: Path, tipc_env: dict[str, str]) -> None:
@@ -171,4 +173,33 @@ def test_interrupted_chain_stops_its_server(small_workspace: Path, tipc_env: dic
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    assert server_pids(small_workspace) == []
+    results = results_of(small_workspace, "interrupted").splitlines()
+    assert results[-1].endswith("(interrupted by SIGTERM)"), results
+    assert (small_workspace / "test_tipc/output/tiny/interrupted/results_serving.xml").is_file()
+
+
+def test_killed_chain_leaves_no_server(small_workspace: Path, tipc_env: dict[str, str]) -> None:
+    """SIGKILL of the chain: the server gets PR_SET_PDEATHSIG / --watch-parent and exits by itself."""
+    config = write_chain_config(small_workspace, "killed", ready_timeout="120")
+    proc = subprocess.Popen(["bash", "test_tipc/test_serving.sh", config, "killed"], cwd=small_workspace,
+                            env=tipc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server_pid = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            match = re.search(r"started the cpu server: pid (\d+)", line)
+            if match:
+                server_pid = int(match.group(1))
+                break
+        assert server_pid is not None
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    deadline = time.monotonic() + 60
+    while server_pids(small_workspace) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert server_pids(small_workspace) == []

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.serving_python.backends import resolve_model_path
-from deploy.serving_python.serving_config import (
+from mobilenetv3_tipc.serving.backends import resolve_model_path
+from mobilenetv3_tipc.serving.config import (
     ConfigError,
     DeviceUnavailable,
     apply_overrides,
@@ -20,8 +20,9 @@ from deploy.serving_python.serving_config import (
     resolve_device,
     validate,
 )
-from deploy.serving_python.web_service import get_args_parser
-from tests.test_serving_support import REPO, free_port, tiny_models, write_config
+from mobilenetv3_tipc.serving.process import free_port
+from mobilenetv3_tipc.serving.server import get_args_parser
+from tests.fixtures.serving import REPO, tiny_models, write_config
 
 SHIPPED = REPO / "deploy" / "serving_python" / "config.yml"
 MODEL_OPT = "op.imagenet.local_service_conf.model_config=/models/m"
@@ -51,8 +52,8 @@ def minimal(**local: object) -> dict[str, object]:
 def test_shipped_config_is_valid() -> None:
     conf = load_config(SHIPPED)
     assert conf.http_port == 18080 and conf.http_host == "127.0.0.1"
-    assert conf.op.model.backend == "paddle" and conf.op.model.device.kind == "cpu"
-    assert conf.op.batch_size >= 1 and conf.op.timeout_ms > 0
+    assert conf.service.model.backend == "paddle" and conf.service.model.device.kind == "cpu"
+    assert conf.service.batch_size >= 1 and conf.service.timeout > 0
     assert conf.warnings == ()
 
 
@@ -60,10 +61,10 @@ def test_upstream_defaults() -> None:
     conf = validate(minimal())
     assert conf.http_port == 18080
     assert conf.worker_num == 1
-    assert (conf.op.concurrency, conf.op.batch_size, conf.op.timeout_ms, conf.op.auto_batching_timeout_ms) == \
-        (1, 1, -1, -1)
-    assert conf.op.timeout_s is None
-    model = conf.op.model
+    op = conf.service
+    assert (op.concurrency, op.batch_size, op.timeout, op.auto_batching_timeout) == (1, 1, -1, -1)
+    assert conf.service.timeout_s is None
+    model = conf.service.model
     assert (model.thread_num, model.ir_optim, model.use_mkldnn, model.precision) == (2, False, False, "fp32")
     assert model.device.kind == "cpu"
 
@@ -71,7 +72,7 @@ def test_upstream_defaults() -> None:
 def test_upstream_step6_config_loads_with_warnings() -> None:
     conf = validate(yaml.safe_load(UPSTREAM_STEP6))
     assert conf.worker_num == 20 and conf.http_port == 18093
-    assert conf.op.model.device.kind == "gpu" and conf.op.model.device.gpu_ids == (0,)
+    assert conf.service.model.device.kind == "gpu" and conf.service.model.device.gpu_ids == (0,)
     assert any(w.startswith("rpc_port") for w in conf.warnings)
     assert any(w.startswith("dag.is_thread_op") for w in conf.warnings)
 
@@ -100,7 +101,7 @@ def test_overrides_are_typed_by_the_schema(override: str, path: tuple[str, ...],
 def test_overrides_create_missing_sections_and_top_level_keys() -> None:
     conf = apply_overrides({}, [MODEL_OPT, "http_port=18181", "op.imagenet.concurrency=2"])
     checked = validate(conf)
-    assert checked.http_port == 18181 and checked.op.concurrency == 2
+    assert checked.http_port == 18181 and checked.service.concurrency == 2
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -176,21 +177,21 @@ def test_device_errors() -> None:
 
 def test_model_config_forms(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     paddle_dir, onnx_file = tiny_models(tmp_path_factory.getbasetemp())
-    paddle_conf = validate(minimal(model_config=str(paddle_dir))).op.model
+    paddle_conf = validate(minimal(model_config=str(paddle_dir))).service.model
     assert resolve_model_path(paddle_conf) == paddle_dir
-    onnx_conf = validate(minimal(model_config=str(onnx_file.parent), backend="onnxruntime")).op.model
+    onnx_conf = validate(minimal(model_config=str(onnx_file.parent), backend="onnxruntime")).service.model
     assert resolve_model_path(onnx_conf) == onnx_file
     with pytest.raises(ConfigError, match="model directory does not exist"):
-        resolve_model_path(validate(minimal(model_config=str(tmp_path / "missing"))).op.model)
+        resolve_model_path(validate(minimal(model_config=str(tmp_path / "missing"))).service.model)
     with pytest.raises(ConfigError, match="set backend: onnxruntime"):
-        resolve_model_path(validate(minimal(model_config=str(onnx_file))).op.model)
+        resolve_model_path(validate(minimal(model_config=str(onnx_file))).service.model)
     with pytest.raises(ConfigError, match="exactly one"):
-        resolve_model_path(validate(minimal(model_config=str(tmp_path), backend="onnxruntime")).op.model)
+        resolve_model_path(validate(minimal(model_config=str(tmp_path), backend="onnxruntime")).service.model)
 
 
 def test_onnxruntime_backend_serves(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from deploy.serving_python.app import build_runtime
-    from vision.preprocess import preprocess
+    from mobilenetv3_tipc.data.preprocess import preprocess
+    from mobilenetv3_tipc.serving.app import build_runtime
 
     _, onnx_file = tiny_models(tmp_path_factory.getbasetemp())
     conf = validate({"op": {"imagenet": {"local_service_conf": {
@@ -233,7 +234,7 @@ def test_cli_config_error_exits_2(tmp_path: Path) -> None:
 
 
 def test_cli_gpu_without_cuda_exits_77(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from deploy.options import cuda_available
+    from mobilenetv3_tipc.hardware import cuda_available
 
     if cuda_available():
         pytest.skip("this machine has CUDA")

@@ -1,6 +1,6 @@
-"""The Paddle Serving pipeline protocol of deploy/serving_python over real HTTP.
+"""The Paddle Serving pipeline protocol of mobilenetv3_tipc.serving over real HTTP.
 
-One runtime (tiny exported Paddle model, see test_serving_support.py) behind one uvicorn
+One runtime (tiny exported Paddle model, see tests/fixtures/serving.py) behind one uvicorn
 server (in a thread of the test process, on a free loopback port) serves the whole module.
 """
 
@@ -17,16 +17,16 @@ import httpx
 import numpy as np
 import pytest
 
-from deploy.serving_python.app import ServingRuntime, build_runtime, create_app
-from deploy.serving_python.protocol import (
+from mobilenetv3_tipc.serving.app import ServingRuntime, build_runtime, create_app
+from mobilenetv3_tipc.serving.config import validate
+from mobilenetv3_tipc.serving.protocol import (
     INPUT_PARAMS_ERROR,
     NO_SERVICE,
     TYPE_ERROR,
     decode_base64,
     parse_request,
 )
-from deploy.serving_python.serving_config import validate
-from tests.test_serving_support import (
+from tests.fixtures.serving import (
     TINY_LABELS,
     b64,
     b64_file,
@@ -77,8 +77,8 @@ def client(runtime: ServingRuntime) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def reference(models: tuple[Path, Path], images: list[Path]) -> np.ndarray:
-    from deploy.inference_python.predictor import InferenceOptions, PaddlePredictor
-    from vision.preprocess import preprocess
+    from mobilenetv3_tipc.data.preprocess import preprocess
+    from mobilenetv3_tipc.inference.paddle_predictor import InferenceOptions, PaddlePredictor
 
     predictor = PaddlePredictor(models[0], InferenceOptions(enable_mkldnn=False, cpu_threads=1))
     return predictor.run(np.stack([preprocess(p) for p in images]))

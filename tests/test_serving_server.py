@@ -1,7 +1,7 @@
-"""web_service.py as a real process: clients, checker, benchmark, robustness, graceful SIGTERM.
+"""web_service.py as a real process: clients, checker, load generator, robustness, graceful SIGTERM.
 
-One server (tiny exported Paddle model) per module, started with subprocess and stopped by its
-PID; the last test stops it with SIGTERM and checks it exits 0 and frees the port.
+One server (tiny exported Paddle model) per module, started and stopped by its process group
+(mobilenetv3_tipc.serving.process); the SIGTERM test starts its own.
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.serving_python.server_control import process_alive, wait_ready
-from tests.test_serving_support import REPO, free_port, lite_images, tiny_models, write_config
+from mobilenetv3_tipc.serving import process
+from mobilenetv3_tipc.serving.process import free_port
+from tests.fixtures.serving import REPO, lite_images, subprocess_env, tiny_models, write_config
 
 SERVING = REPO / "deploy" / "serving_python"
 
 
 @dataclass
 class Server:
-    proc: subprocess.Popen[bytes]
+    proc: process.ServerProcess
     port: int
     log: Path
     model_dir: Path
@@ -44,30 +45,25 @@ class Server:
 
 def run_tool(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False,
-                          cwd=REPO)
+                          cwd=REPO, env=subprocess_env())
+
+
+@contextlib.contextmanager
+def started_server(work: Path, model_dir: Path, **top: object) -> Iterator[Server]:
+    port = free_port()
+    config = write_config(work / "config.yml", model_dir, http_port=port, **top)
+    log = work / "server.log"
+    cmd = [sys.executable, str(SERVING / "web_service.py"), "--config", str(config), "--watch-parent", str(os.getpid())]
+    with process.ServerProcess(cmd, log, f"http://127.0.0.1:{port}/health", env=subprocess_env()) as proc:
+        proc.wait_ready(120)
+        yield Server(proc, port, log, model_dir)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     model_dir, _ = tiny_models(tmp_path_factory.getbasetemp())
-    work = tmp_path_factory.mktemp("serving_server")
-    port = free_port()
-    config = write_config(work / "config.yml", model_dir, http_port=port)
-    log = work / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(SERVING / "web_service.py"), "--config", str(config)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        assert wait_ready(proc.pid, f"http://127.0.0.1:{port}/health", str(log), 120) == 0, log.read_text()
-        yield Server(proc, port, log, model_dir)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    with started_server(tmp_path_factory.mktemp("serving_server"), model_dir) as running:
+        yield running
 
 
 def test_ready_and_metrics(server: Server) -> None:
@@ -162,9 +158,9 @@ def test_garbage_on_the_wire_does_not_hurt(server: Server) -> None:
     test_paddle_serving_style_client(server)
 
 
-def test_benchmark_is_bounded(server: Server, tmp_path: Path) -> None:
+def test_load_generator_is_bounded(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = run_tool(str(SERVING / "benchmark.py"), "--url", f"{server.url}/imagenet/prediction",
+    result = run_tool("-m", "mobilenetv3_tipc.serving.loadgen", "--url", f"{server.url}/imagenet/prediction",
                       "--image", str(REPO / "images" / "demo.jpg"), "--concurrency", "1,4", "--requests", "12",
                       "--duration", "20", "--warmup", "2", "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -174,20 +170,22 @@ def test_benchmark_is_bounded(server: Server, tmp_path: Path) -> None:
         assert level["requests"] == 12 and level["errors"] == 0
         assert 0 < level["p50_ms"] <= level["p90_ms"] <= level["p99_ms"]
         assert level["requests_per_s"] > 0 and level["mean_images_per_model_call"] >= 1
-    remote = run_tool(str(SERVING / "benchmark.py"), "--url", "http://192.0.2.1:18080/imagenet/prediction")
+    remote = run_tool("-m", "mobilenetv3_tipc.serving.loadgen", "--url", "http://192.0.2.1:18080/imagenet/prediction")
     assert remote.returncode == 2 and "loopback only" in remote.stderr
 
 
-def test_zz_sigterm_drains_and_exits_0(server: Server) -> None:
-    """Last test of the module: stop the server the way test_serving.sh does."""
-    pid = server.proc.pid
-    os.kill(pid, signal.SIGTERM)
-    assert server.proc.wait(30) == 0
-    assert not process_alive(pid)
-    log = server.log.read_text()
+def test_sigterm_drains_and_exits_0(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """Stop a server the way the chain does: SIGTERM, exit 0, port free again."""
+    model_dir, _ = tiny_models(tmp_path_factory.getbasetemp())
+    with started_server(tmp_path, model_dir) as running:
+        pid = running.proc.pid
+        os.kill(pid, signal.SIGTERM)
+        assert running.proc.proc.wait(30) == 0
+        assert not process.process_alive(pid)
+    log = running.log.read_text()
     assert "received SIGTERM" in log and "server stopped" in log
     with pytest.raises(ConnectionRefusedError):  # nothing listens on the port any more
-        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        socket.create_connection(("127.0.0.1", running.port), timeout=5).close()
     with socket.socket() as sock:  # and a restarted server can bind it (as web_service.py does)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", server.port))
+        sock.bind(("127.0.0.1", running.port))

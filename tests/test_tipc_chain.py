@@ -15,7 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import ChainRun, run_script
+
+from tests.fixtures.workspace import ChainRun, run_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.tipc]
 
@@ -117,7 +118,7 @@ def test_lite_chain_small_passes_on_cpu(tipc_lite_run: ChainRun) -> None:
     assert all(r[1] == "mobilenet_v3_small" for r in rows)
     print(f"lite chain (prepare + chain) wall time: {run.seconds:.1f} s")  # noqa: T201 - shown with -s
 
-    out = f"./test_tipc/output/mobilenet_v3_small/{MODE}"
+    out = f"test_tipc/output/mobilenet_v3_small/{MODE}"
     by_log = {r[3]: r for r in rows}
     for step in ("train", "eval", "export"):
         row = by_log[f"{out}/{RUN}_{step}.log"]
@@ -180,7 +181,7 @@ def test_amp_chain_on_cpu(tipc_workspace: Path) -> None:
     args = json.loads((tipc_workspace / f"test_tipc/output/pytest_amp/{MODE}/{run}/args.json").read_text())
     assert args["amp"] is True
     assert args["amp_level"] == "O1"
-    assert [r[0] for r in rows if r[3].startswith(f"./test_tipc/output/pytest_amp/{MODE}/{run}_")] == [
+    assert [r[0] for r in rows if r[3].startswith(f"test_tipc/output/pytest_amp/{MODE}/{run}_")] == [
         "successfully"] * 4  # train, eval, export, one CPU inference
     if not cuda_in(rows):
         assert any("amp_train_gpus_0_" in r[2] and r[0] == "skipped" for r in rows)
@@ -252,3 +253,4 @@ def test_whole_infer_without_weights_fails_clearly(tipc_workspace: Path, tmp_pat
     rows = parse_results(tipc_workspace / "test_tipc/output/pytest_noweights/whole_infer/results_python.log")
     assert rows[0][0] == "failed"
     assert "does_not_exist.pdparams not found: run bash test_tipc/prepare.sh" in rows[0][4]
+    assert rows[-1][0] == "skipped" and "the export step failed" in rows[-1][4]

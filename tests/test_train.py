@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,10 +11,10 @@ import numpy as np
 import paddle
 import pytest
 
-from model import build_model
-from tests.helpers import run_python
-from training.datasets import ImageClassificationDataset, find_samples
-from training.transforms import eval_transform
+from mobilenetv3_tipc.data.datasets import ImageClassificationDataset, find_samples
+from mobilenetv3_tipc.data.transforms import eval_transform
+from mobilenetv3_tipc.model import build_model
+from tests.fixtures.processes import run_python
 
 TRAIN_ARGS = ("--device", "cpu", "--workers", "0", "--batch-size", "8", "--print-freq", "1", "--seed", "0")
 
@@ -120,6 +121,8 @@ def test_two_process_cpu_training_writes_one_checkpoint(lite_data: Path, tmp_pat
     assert len(list(out.glob("*.pdparams"))) == 2  # latest + best, written once by rank 0
     assert "world size 2" in logs
     assert logs.count(" * Acc@1 ") == 1  # metrics reduced, printed by rank 0 only
+    checksums = re.findall(r"^param_checksum: ([0-9a-f]{64})$", logs, re.MULTILINE)
+    assert len(checksums) == 2 and checksums[0] == checksums[1], checksums  # every rank, same parameters
 
 
 def make_broken_copy(lite_data: Path, tmp_path: Path) -> Path:
@@ -132,7 +135,7 @@ def make_broken_copy(lite_data: Path, tmp_path: Path) -> Path:
     ("breakage", "message"),
     [
         ("missing", "data path does not exist"),
-        ("empty_class", "class folder holds no images"),
+        ("no_images", "no images in any of its 5 class folders"),
         ("corrupt", "corrupt image file"),
         ("unknown_model", "unknown model 'resnet50'; valid names: mobilenet_v3_large, mobilenet_v3_small"),
     ],
@@ -142,8 +145,10 @@ def test_bad_inputs_give_clear_errors(lite_data: Path, tmp_path: Path, breakage:
     extra: list[str] = []
     if breakage == "missing":
         data = tmp_path / "no_such_dir"
-    elif breakage == "empty_class":
+    elif breakage == "no_images":
         (data / "train" / "n99999999").mkdir()
+        for image in (data / "train").rglob("*.JPEG"):
+            image.unlink()
     elif breakage == "corrupt":
         victim = sorted((data / "train").rglob("*.JPEG"))[0]
         victim.write_bytes(victim.read_bytes()[:300])
@@ -156,6 +161,50 @@ def test_bad_inputs_give_clear_errors(lite_data: Path, tmp_path: Path, breakage:
     assert message in result.stdout + result.stderr
     if breakage == "corrupt":
         assert victim.name in result.stdout + result.stderr
+
+
+def imagenet_subset(lite_data: Path, root: Path, classes: int = 1000) -> list[str]:
+    """``root`` with ``classes`` class folders per split: the 4 lite classes hold images, the rest are empty."""
+    lite = sorted(p.name for p in (lite_data / "train").iterdir())
+    empty = [f"n{index * 100_000 + 1:08d}" for index in range(classes - len(lite))]  # spread among the lite ids
+    names = sorted({*empty, *lite})
+    assert len(names) == classes
+    for split in ("train", "val"):
+        for name in names:
+            source = lite_data / split / name
+            if source.is_dir():
+                shutil.copytree(source, root / split / name)
+            else:
+                (root / split / name).mkdir(parents=True)
+    return names
+
+
+def test_empty_class_folders_keep_the_ids_of_the_sorted_folder_list(lite_data: Path, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    names = imagenet_subset(lite_data, tmp_path / "subset")
+    samples, classes = find_samples(tmp_path / "subset", "train")
+    assert classes == names
+    assert {label for _, label in samples} == {names.index(p.name) for p in (lite_data / "train").iterdir()}
+    assert all(classes[label] == path.parent.name for path, label in samples)
+    warnings = [r for r in caplog.records if "class folders hold no images" in r.getMessage()]
+    assert len(warnings) == 1 and "996 of 1000" in warnings[0].getMessage()
+
+
+def test_an_imagenet_subset_trains_evaluates_and_keeps_class_ids(lite_data: Path, tmp_path: Path) -> None:
+    names = imagenet_subset(lite_data, tmp_path / "subset")
+    out = tmp_path / "out"
+    result = run_python("train.py", "--data-path", str(tmp_path / "subset"), "--epochs", "1", "--output-dir",
+                        str(out), *TRAIN_ARGS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " * Acc@1 " in result.stdout
+    assert result.stdout.count("class folders hold no images") == 2  # once per split
+    assert json.loads((out / "args.json").read_text())["num_classes"] == 1000
+    assert (out / "label_list.txt").read_text(encoding="utf-8").splitlines()[names.index("n02123045")].endswith(
+        "n02123045")
+    evaluated = run_python("train.py", "--test-only", "--data-path", str(tmp_path / "subset"), "--pretrained",
+                           str(out / "latest.pdparams"), *TRAIN_ARGS)
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    assert " * Acc@1 " in evaluated.stdout
 
 
 def test_gpu_without_cuda_is_reported_as_unsupported(lite_data: Path, tmp_path: Path) -> None:

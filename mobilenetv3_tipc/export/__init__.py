@@ -1,0 +1,1 @@
+"""Exported model folders: their file layout (``layout``), the exporter and the legacy program."""

@@ -1,0 +1,1 @@
+"""Post-training int8 quantization (PTQ) and the float-vs-int8 agreement gate."""

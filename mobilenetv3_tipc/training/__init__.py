@@ -1,0 +1,1 @@
+"""Training: the loop's pieces (``engine``), distribution, metrics, quant-aware training, the log plot."""

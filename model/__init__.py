@@ -1,5 +1,0 @@
-"""MobileNetV3 models: ``build_model(name, num_classes=..., scale=...)``."""
-
-from model.mobilenetv3 import MobileNetV3, build_model, make_divisible, model_names
-
-__all__ = ["MobileNetV3", "build_model", "make_divisible", "model_names"]

@@ -1,1 +1,0 @@
-"""Training-side helpers for ``train.py``: data sets, augmentation, metrics, distribution."""
