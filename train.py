@@ -42,20 +42,19 @@ from mobilenetv3_tipc.data.datasets import DataError, ImageClassificationDataset
 from mobilenetv3_tipc.data.labels import write_label_file
 from mobilenetv3_tipc.data.transforms import TrainTransform, eval_transform
 from mobilenetv3_tipc.export import layout
+from mobilenetv3_tipc.export.atomic import write_text_atomic
 from mobilenetv3_tipc.hardware import cuda_available
 from mobilenetv3_tipc.model import model_names
 from mobilenetv3_tipc.model.checkpoint import Checkpoint, build_from_checkpoint, read_checkpoint
 from mobilenetv3_tipc.model.weights import load_weights
 from mobilenetv3_tipc.training import distributed as dist_utils
+from mobilenetv3_tipc.training.checkpoints import checkpoint_paths, resume_from, save_checkpoint, save_weights
 from mobilenetv3_tipc.training.engine import (
     Amp,
     build_loader,
-    checkpoint_paths,
     evaluate,
     param_checksum,
     recalibrate_batchnorm,
-    resume_from,
-    save_checkpoint,
     train_one_epoch,
 )
 from mobilenetv3_tipc.training.profiler import ProfilerOptionsError, build_profiler, parse_profiler_options
@@ -176,7 +175,7 @@ def write_run_info(out_dir: Path, args: argparse.Namespace, class_names: list[st
     """``args.json`` (the flags plus what was derived from them) and ``label_list.txt``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = {**vars(args), **resolved, "world_size": dist_utils.world_size()}
-    (out_dir / "args.json").write_text(json.dumps(saved, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "args.json", json.dumps(saved, indent=2, default=str) + "\n")
     write_label_file(out_dir / layout.LABEL_LIST, class_names)
 
 
@@ -242,7 +241,10 @@ def main(args: argparse.Namespace) -> int:
     optimizer, scheduler = make_optimizer(args, model)
     amp = amp_of(args)
     model, optimizer, scaler = setup_amp(model, optimizer, amp)
-    start_epoch = resume_from(args.resume, model, optimizer, scheduler, scaler) if args.resume else args.start_epoch
+    model_info = {"model": args.model, "num_classes": num_classes, "scale": args.scale,
+                  "quant_mode": quant_mode_of(args)}
+    start_epoch = (resume_from(args.resume, model, optimizer, scheduler, scaler, model_info) if args.resume
+                   else args.start_epoch)
     if args.to_static:
         # after the weights, before DataParallel; a forward Paddle cannot convert fails at the first
         # step with Paddle's own error (no fallback to dygraph)
@@ -283,10 +285,10 @@ def main(args: argparse.Namespace) -> int:
         if scalars is not None:
             log_epoch(scalars, epoch + 1, {"lr": lr, **stats})
         if main_process:
-            save_checkpoint(out_dir, "latest", model, optimizer, scheduler, epoch, scaler)
+            save_checkpoint(out_dir, "latest", model, optimizer, scheduler, epoch, scaler, model_info)
             if "acc1" in stats and stats["acc1"] > best_acc1:
                 best_acc1 = stats["acc1"]
-                paddle.save(model.state_dict(), str(out_dir / "best.pdparams"))
+                save_weights(model, out_dir / "best.pdparams")
             record = {"epoch": epoch + 1, "lr": lr, **{k: round(v, 6) for k, v in stats.items()}}
             with (out_dir / "metrics.jsonl").open("a", encoding="utf-8") as log_file:
                 log_file.write(json.dumps(record) + "\n")

@@ -120,23 +120,29 @@ class ImageClassificationDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64]:
-        path, label = self.samples[index]
         try:
-            image = decode_image(path)
-        except ImageDecodeError as exc:
-            # Raising here would kill Paddle's loader thread and hang the run, so the sample is
-            # replaced by a blank image tagged with label -(index + 1); check_batch() raises.
-            logger.error("corrupt image file: %s", exc)
+            return self._load(index), np.int64(self.samples[index][1])
+        except DataError as exc:
+            # Raising here would kill Paddle's loader thread (--workers 0: the run hangs) or worker
+            # process (a SystemError naming no file), so the sample is replaced by a blank image
+            # tagged with label -(index + 1) and check_batch() raises in the training loop.
+            logger.error("%s", exc)
             return self.transform(Image.new("RGB", (256, 256))), np.int64(-(index + 1))
-        return self.transform(image), np.int64(label)
+
+    def _load(self, index: int) -> np.ndarray:
+        """Decode and transform sample ``index``; any failure is a :class:`DataError` naming the file."""
+        path = self.samples[index][0]
+        try:
+            return self.transform(decode_image(path))
+        except ImageDecodeError as exc:
+            raise DataError(f"corrupt image file: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - whatever breaks, the file must be named
+            raise DataError(f"corrupt image file: {path}: cannot be prepared ({type(exc).__name__}: {exc})") from exc
 
     def check_batch(self, labels: np.ndarray) -> None:
-        """Raise :class:`DataError` naming the file when a batch holds a sample that failed to decode."""
+        """Raise :class:`DataError` naming the file when a batch holds a sample that failed to load."""
         bad = labels[labels < 0]
         if bad.size:
-            path = self.samples[int(-bad.min()) - 1][0]
-            try:
-                decode_image(path)
-            except ImageDecodeError as exc:
-                raise DataError(f"corrupt image file: {exc}") from exc
-            raise DataError(f"corrupt image file: {path}")
+            index = int(-bad.max()) - 1
+            self._load(index)  # raises with the reason, in this process (workers do not share state)
+            raise DataError(f"corrupt image file: {self.samples[index][0]} (failed in the data loader only)")

@@ -21,10 +21,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -38,15 +40,41 @@ CROP_SIZE = 224
 # Refuse images larger than this many pixels before decoding them (decompression bombs).
 MAX_PIXELS = 64_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# The only Pillow formats decode_image opens, whatever a file is named: those of IMAGE_EXTENSIONS
+# plus GIF (clients send it). Pillow's other plugins (DDS, BLP, AVIF, ...) are never tried: they
+# raise errors of their own (NotImplementedError, RuntimeError, BLPFormatError) on crafted input.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
 # normalize: (x / 255 - mean) / std == x * _SCALE + _OFFSET, per channel, float32 (CHW broadcast)
 _SCALE = (1.0 / (255.0 * np.asarray(IMAGENET_STD))).astype(np.float32).reshape(3, 1, 1)
 _OFFSET = (-np.asarray(IMAGENET_MEAN) / np.asarray(IMAGENET_STD)).astype(np.float32).reshape(3, 1, 1)
 
-ImageSource = str | os.PathLike | bytes | Image.Image
+# typing.Union, not ``|``: the real Paddle Serving env imports this module on Python 3.9
+ImageSource = Union[str, "os.PathLike[str]", bytes, Image.Image]
+
+_HEAP_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+_PILLOW_BOMB_PIXELS = re.compile(r"Image size \((\d+) pixels\)")
 
 
 class ImageDecodeError(ValueError):
     """The input is not a usable image; the message says which input and why."""
+
+
+class ImageTooLarge(ImageDecodeError):
+    """The image declares more pixels than the limit; refused from its header, before decoding.
+
+    ``__cause__`` is Pillow's DecompressionBombError/Warning when Pillow's own check (its larger
+    limit) fired first; the message quotes our limit either way.
+    """
+
+    def __init__(self, name: str, limit: int, width: int | None = None, height: int | None = None,
+                 pixels: int | None = None) -> None:
+        if width and height:
+            pixels = width * height
+            size = f"{width}x{height} = {pixels:,} pixels"
+        else:
+            size = f"{pixels:,} pixels" if pixels else "larger"
+        super().__init__(f"{name}: image is {size}, more than the limit of {limit:,}")
+        self.width, self.height, self.pixels, self.limit = width, height, pixels, limit
 
 
 def _describe(source: ImageSource) -> str:
@@ -55,8 +83,19 @@ def _describe(source: ImageSource) -> str:
     return str(source)
 
 
+def _reason(exc: BaseException) -> str:
+    """``exc`` as text for a message: its type when it says nothing, never a heap address."""
+    text = _HEAP_ADDRESS.sub("the data", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def decode_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open a path, raw bytes or PIL image as a fully decoded RGB ``PIL.Image``."""
+    """Open a path, raw bytes or PIL image as a fully decoded RGB ``PIL.Image``.
+
+    Only :data:`ACCEPTED_FORMATS` are opened. Every failure is an :class:`ImageDecodeError`
+    naming the input (:class:`ImageTooLarge` above ``max_pixels``, checked from the header):
+    Pillow raises many exception types, and one escaping into a data-loader thread hangs it.
+    """
     if isinstance(source, Image.Image):
         return source.convert("RGB")
     name = _describe(source)
@@ -71,23 +110,27 @@ def decode_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Ima
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as img:
+            with Image.open(stream, formats=ACCEPTED_FORMATS) as img:
                 width, height = img.size
                 if width * height > max_pixels:
-                    raise ImageDecodeError(
-                        f"{name}: image is {width}x{height} = {width * height} pixels, "
-                        f"more than the limit of {max_pixels}"
-                    )
+                    raise ImageTooLarge(name, max_pixels, width, height)
                 img.load()
                 # An RGB image (most JPEGs) is returned as decoded: convert() would copy it.
                 return img if img.mode == "RGB" else img.convert("RGB")
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"{name}: not a decodable image ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own limit (89,478,485 pixels warns, twice that fails) fired before ours
+        declared = _PILLOW_BOMB_PIXELS.search(str(exc))
+        raise ImageTooLarge(name, max_pixels, pixels=int(declared.group(1)) if declared else None) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(f"{name}: not a decodable image (no decoder of the accepted formats "
+                               f"{', '.join(ACCEPTED_FORMATS)})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow raises OSError for truncated files, SyntaxError for some broken headers.
-        raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from exc
+        raise ImageDecodeError(f"{name}: corrupt or truncated image ({_reason(exc)})") from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise any type (struct.error, IndexError, ...)
+        raise ImageDecodeError(f"{name}: not a decodable image ({_reason(exc)})") from exc
 
 
 def resized_size(width: int, height: int, size: int = RESIZE_SIZE) -> tuple[int, int]:

@@ -7,14 +7,16 @@ writes into ``--save-inference-dir``:
 
 * ``inference.json``      the PIR program (Paddle 3.x; ``.pdmodel`` with ``--legacy-format``)
 * ``inference.pdiparams`` the weights
-* ``model_info.json``     model name, classes, input size and preprocessing
+* ``model_info.json``     model name, classes, input size and preprocessing, and the size and
+  sha256 of each program/params file (checked by the predictors: :mod:`mobilenetv3_tipc.export.manifest`)
 * ``label_list.txt``      class names, copied from the training output when present
 
 With ``--pact_quant`` or ``--quant`` the weights come from quant-aware training
 (``train.py --pact_quant``) and the result is an int8 model (legacy ``inference.pdmodel``
 with quantize/dequantize ops, plus ``quantization.json``) that
 ``deploy/inference_python/infer.py --precision int8`` runs with oneDNN. The file names are
-those of :mod:`mobilenetv3_tipc.export.layout`.
+those of :mod:`mobilenetv3_tipc.export.layout`. The folder is written under a temporary name
+and renamed into place, replacing an older export of the same folder as a whole.
 
 The program has a dynamic batch dimension (input ``[-1, 3, S, S]`` named
 ``input``) and ends in a softmax, so its output is class probabilities.
@@ -23,15 +25,16 @@ The program has a dynamic batch dimension (input ``[-1, 3, S, S]`` named
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
 from pathlib import Path
 
-from mobilenetv3_tipc.cli import EXIT_OK, add_flag, reexec_without_pir, run_main
+from mobilenetv3_tipc.cli import EXIT_OK, UsageError, add_flag, reexec_without_pir, run_main
 from mobilenetv3_tipc.data.preprocess import CROP_SIZE, IMAGENET_MEAN, IMAGENET_STD, RESIZE_SIZE
 from mobilenetv3_tipc.export import layout
+from mobilenetv3_tipc.export.atomic import replace_dir_atomic
+from mobilenetv3_tipc.export.manifest import record_model_files
 
 logger = logging.getLogger("export_model")
 
@@ -80,25 +83,9 @@ def export(args: argparse.Namespace) -> Path:
                                          quant_mode=quant_mode)
     num_classes = net.num_classes
     out_dir = Path(args.save_inference_dir)
-    if quanter is not None:
-        from mobilenetv3_tipc.training.quant_aware import save_int8_inference
-
-        save_int8_inference(quanter, net, out_dir, args.img_size,
-                            summary={"quant": quant_mode, "pact": quant_mode == "pact",
-                                     "weights": str(args.pretrained)})
-    else:
-        net.eval()
-        wrapped = paddle.nn.Sequential(net, paddle.nn.Softmax())
-        wrapped.eval()
-        spec = [paddle.static.InputSpec([None, 3, args.img_size, args.img_size], "float32", name="input")]
-        static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paddle.jit.save(static, str(out_dir / layout.MODEL_PREFIX))
-        if not args.legacy_format:  # the same network as inference.pdmodel, for the OpenVINO engine
-            from mobilenetv3_tipc.export.legacy_program import save_legacy_program
-
-            save_legacy_program(wrapped, spec, out_dir)
-
+    if out_dir.resolve() == Path.cwd().resolve():
+        raise UsageError("--save-inference-dir must be a folder of its own, not the current directory "
+                         "(the export replaces the whole folder)")
     info = {
         "model": args.model,
         "scale": args.scale,
@@ -114,12 +101,34 @@ def export(args: argparse.Namespace) -> Path:
         "quantized": quant_mode,
         "paddle_version": paddle.__version__,
     }
-    (out_dir / layout.MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    if args.pretrained:
-        labels = Path(args.pretrained).with_name(layout.LABEL_LIST)
-        if labels.is_file():
-            shutil.copyfile(labels, out_dir / layout.LABEL_LIST)
-    return out_dir
+
+    def build(folder: Path) -> None:
+        if quanter is not None:
+            from mobilenetv3_tipc.training.quant_aware import save_int8_inference
+
+            save_int8_inference(quanter, net, folder, args.img_size,
+                                summary={"quant": quant_mode, "pact": quant_mode == "pact",
+                                         "weights": str(args.pretrained)})
+        else:
+            net.eval()
+            wrapped = paddle.nn.Sequential(net, paddle.nn.Softmax())
+            wrapped.eval()
+            spec = [paddle.static.InputSpec([None, 3, args.img_size, args.img_size], "float32", name="input")]
+            static = paddle.jit.to_static(wrapped, input_spec=spec, full_graph=True)
+            paddle.jit.save(static, str(folder / layout.MODEL_PREFIX))
+            if not args.legacy_format:  # the same network as inference.pdmodel, for the OpenVINO engine
+                from mobilenetv3_tipc.export.legacy_program import save_legacy_program
+
+                save_legacy_program(wrapped, spec, folder)
+        if args.pretrained:
+            labels = Path(args.pretrained).with_name(layout.LABEL_LIST)
+            if labels.is_file():
+                shutil.copyfile(labels, folder / layout.LABEL_LIST)
+        record_model_files(folder, info)
+
+    # built in a temporary sibling folder, then renamed into place: an interrupted (re-)export
+    # leaves the previous folder as it was, never a mix of two exports
+    return replace_dir_atomic(build, out_dir)
 
 
 def run(argv: list[str] | None) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 
 from mobilenetv3_tipc.cli import UnsupportedConfig
 from mobilenetv3_tipc.export import layout
+from mobilenetv3_tipc.export.manifest import check_model_files
 from mobilenetv3_tipc.inference.base import Predictor
 from mobilenetv3_tipc.inference.engine import (
     CPU_ENGINES,
@@ -62,6 +63,21 @@ def choose_engine(options: InferenceOptions, model_dir: str | Path) -> EngineCho
     return select_engine(options.request(), ModelFiles.of(model_dir), Hardware.detect(options.cpu_threads))
 
 
+class ModelLoadError(RuntimeError):
+    """Paddle Inference cannot load a model folder's program with its parameters; names both files."""
+
+
+def create_paddle_predictor(inference: object, config: object, program: Path, params: Path) -> object:
+    """``inference.create_predictor(config)``, its C++ errors restated with the files they concern."""
+    try:
+        return inference.create_predictor(config)
+    except RuntimeError as exc:  # Paddle's (Unavailable)/(InvalidArgument)/... errors are RuntimeErrors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{program.parent}: Paddle Inference cannot load {program.name} with {params.name} "
+                             f"(incomplete, damaged, or from different exports? export the model again): "
+                             f"{first}") from exc
+
+
 class PaddlePredictor(Predictor):
     """``run(batch)`` maps an ``(N, 3, H, W)`` float32 array to the model's ``(N, classes)`` output."""
 
@@ -75,6 +91,7 @@ class PaddlePredictor(Predictor):
             logger.info("%s: %s", self.model_dir, self.choice.note)
         opts, self.engine = self.options, self.choice.name
         program, params = self.model_dir / self.choice.program, self.model_dir / layout.PARAMS
+        check_model_files(self.model_dir, program.name)  # both from one export (model_info.json "files")
         self._input_dims: list[int] | None = None
         if self.engine == "openvino":
             from mobilenetv3_tipc.export.legacy_program import read_input_dims
@@ -95,9 +112,9 @@ class PaddlePredictor(Predictor):
             # scratch directory that is removed once the engine is built.
             with tempfile.TemporaryDirectory(prefix="paddle_openvino_") as cache:
                 config.set_optim_cache_dir(cache)
-                self.predictor = inference.create_predictor(config)
+                self.predictor = create_paddle_predictor(inference, config, program, params)
         else:
-            self.predictor = inference.create_predictor(config)
+            self.predictor = create_paddle_predictor(inference, config, program, params)
         self.input_name = self.predictor.get_input_names()[0]
         self.output_name = self.predictor.get_output_names()[0]
         self._input = self.predictor.get_input_handle(self.input_name)

@@ -31,6 +31,8 @@ from pathlib import Path
 from mobilenetv3_tipc.cli import EXIT_OK, UsageError, add_flag, reexec_without_pir, run_main
 from mobilenetv3_tipc.data.preprocess import list_images, preprocess
 from mobilenetv3_tipc.export import layout
+from mobilenetv3_tipc.export.atomic import replace_dir_atomic
+from mobilenetv3_tipc.export.manifest import record_model_files
 
 logger = logging.getLogger("post_quant")
 
@@ -127,16 +129,8 @@ def quantize(args: argparse.Namespace, images: list[Path]) -> dict[str, object]:
         weight_quantize_type="channel_wise_abs_max",
     )
     ptq.quantize()
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    ptq.save_quantized_model(str(output_dir), model_filename=PROGRAM, params_filename=PARAMS)
     seconds = time.perf_counter() - start
-
-    for name in layout.METADATA_FILES:
-        if (model_dir / name).is_file():
-            shutil.copyfile(model_dir / name, output_dir / name)
-    ops = count_quant_ops(output_dir)
-    return {
+    summary: dict[str, object] = {
         "quantized": True,
         "method": "post-training quantization (paddle.static.quantization.PostTrainingQuantization)",
         "format": "legacy program, ONNX-style quantize_linear/dequantize_linear",
@@ -147,8 +141,6 @@ def quantize(args: argparse.Namespace, images: list[Path]) -> dict[str, object]:
         "activation_bits": 8,
         "weight_quantize_type": "channel_wise_abs_max",
         "quantizable_op_type": list(QUANT_OP_TYPES),
-        "quantize_linear_ops": ops.get("quantize_linear", 0),
-        "dequantize_linear_ops": ops.get("dequantize_linear", 0),
         "calibration": {
             "data_dir": str(args.data_dir),
             "images_found": len(images),
@@ -160,6 +152,21 @@ def quantize(args: argparse.Namespace, images: list[Path]) -> dict[str, object]:
         "float_model_dir": str(model_dir),
         "paddle_version": paddle.__version__,
     }
+
+    def build(folder: Path) -> None:
+        ptq.save_quantized_model(str(folder), model_filename=PROGRAM, params_filename=PARAMS)
+        for name in layout.METADATA_FILES:
+            if (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, folder / name)
+        ops = count_quant_ops(folder)
+        summary["quantize_linear_ops"] = ops.get("quantize_linear", 0)
+        summary["dequantize_linear_ops"] = ops.get("dequantize_linear", 0)
+        (folder / layout.QUANT_MARKER).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        record_model_files(folder)  # the float model's info, with this folder's files
+
+    # a temporary sibling folder renamed into place: an interrupted run leaves the old output as it was
+    replace_dir_atomic(build, output_dir)
+    return summary
 
 
 def run(argv: list[str] | None) -> int:
@@ -178,7 +185,6 @@ def run(argv: list[str] | None) -> int:
         return code
     summary = quantize(args, images)
     output_dir = Path(args.output_dir)
-    (output_dir / layout.QUANT_MARKER).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     cal: dict = summary["calibration"]  # type: ignore[assignment]
     logger.info("calibration summary: algo %s, %d of %d images in %d batches of %d, %d quantize_linear ops, %.1f s",
                 summary["algo"], cal["images_used"], cal["images_found"], cal["batches"], cal["batch_size"],

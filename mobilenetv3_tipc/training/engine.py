@@ -1,5 +1,5 @@
-"""The training loop's pieces as plain functions: data loaders, one epoch, evaluation, precise BN,
-checkpoints and the parameter checksum."""
+"""The training loop's pieces as plain functions: data loaders, one epoch, evaluation, precise BN
+and the parameter checksum (checkpoints: :mod:`mobilenetv3_tipc.training.checkpoints`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import paddle
@@ -186,40 +185,6 @@ def evaluate(model: nn.Layer, criterion: nn.Layer, loader: DataLoader, *, num_cl
     if dist_utils.is_main_process():
         print(f" * Acc@1 {result['acc1']:.3f} Acc@5 {result['acc5']:.3f}", flush=True)
     return result
-
-
-def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """``W.pdparams`` and its ``W.pdopt``, from either name or the bare prefix."""
-    p = Path(path)
-    prefix = p.with_suffix("") if p.suffix in (".pdparams", ".pdopt") else p
-    return prefix.with_suffix(".pdparams"), prefix.with_suffix(".pdopt")
-
-
-def save_checkpoint(out_dir: Path, name: str, model: nn.Layer, optimizer: paddle.optimizer.Optimizer,
-                    scheduler: paddle.optimizer.lr.LRScheduler, epoch: int,
-                    scaler: paddle.amp.GradScaler | None) -> None:
-    paddle.save(model.state_dict(), str(out_dir / f"{name}.pdparams"))
-    state = {"optimizer": optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(), "epoch": epoch}
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    paddle.save(state, str(out_dir / f"{name}.pdopt"))
-
-
-def resume_from(path: str, model: nn.Layer, optimizer: paddle.optimizer.Optimizer,
-                scheduler: paddle.optimizer.lr.LRScheduler, scaler: paddle.amp.GradScaler | None) -> int:
-    """Load a ``save_checkpoint`` pair; returns the epoch to start at."""
-    from mobilenetv3_tipc.model.weights import load_weights
-
-    params_file, opt_file = checkpoint_paths(path)
-    load_weights(model, params_file)
-    state = paddle.load(str(opt_file))
-    optimizer.set_state_dict(state["optimizer"])
-    scheduler.set_state_dict(state["lr_scheduler"])
-    if scaler is not None and "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
-    start_epoch = int(state["epoch"]) + 1
-    logger.info("resumed from %s at epoch %d", params_file, start_epoch + 1)
-    return start_epoch
 
 
 def param_checksum(model: nn.Layer) -> str:
