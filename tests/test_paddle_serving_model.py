@@ -8,7 +8,7 @@ import pytest
 
 from mobilenetv3_tipc.export import serving_model
 from mobilenetv3_tipc.export.serving_model import ServingConfig, ServingModelError, ServingVar, convert, main
-from tests.helpers import REPO
+from tests.fixtures.processes import REPO
 
 # Written by the real paddle_serving_client 0.9.0 (Python 3.9 env, protobuf 3.20.3): str(config) and
 # config.SerializeToString() of GeneralModelConfig with feed input[3, 224, 224] FP32, fetch softmax_0.tmp_0[4].

@@ -21,7 +21,7 @@ import pytest
 from mobilenetv3_tipc.serving import paddle_serving_env as env_mod
 from mobilenetv3_tipc.serving import paddle_serving_process as ps
 from mobilenetv3_tipc.serving.differential import run_differential
-from tests.helpers import REPO, run_python
+from tests.fixtures.processes import REPO, run_python
 
 pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ def test_project_data_modules_import_in_the_serving_env(serving_python: Path, tm
     """The real server's Op runs the project's preprocessing and labels on Python 3.9."""
     script = (
         "import sys\n"
-        "from mobilenetv3_tipc.serving.project_imports import labels_module, preprocess_module\n"
-        "preprocess, labels = preprocess_module(), labels_module()\n"
+        "from mobilenetv3_tipc.data import labels, preprocess\n"
         "data = open(sys.argv[1], 'rb').read()\n"
         "print(preprocess.__name__, labels.__name__, preprocess.preprocess(data).shape)\n"
     )

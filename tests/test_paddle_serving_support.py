@@ -13,7 +13,7 @@ import pytest
 
 from mobilenetv3_tipc.serving import paddle_serving_process as ps
 from mobilenetv3_tipc.serving.differential import Answer, Case, build_cases, judge
-from tests.helpers import REPO
+from tests.fixtures.processes import REPO
 
 
 def _answer(err_no: int = 0, values: list[str] | None = None, status: int = 200) -> Answer:

@@ -34,15 +34,13 @@ if str(ROOT) not in sys.path:
 
 from paddle_serving_server.web_service import Op, WebService  # noqa: E402
 
-from mobilenetv3_tipc.serving.project_imports import labels_module, preprocess_module  # noqa: E402
+from mobilenetv3_tipc.data import labels, preprocess  # noqa: E402
 
 SERVICE_NAME = "imagenet"
 SERVER_CONF = "serving_server_conf.prototxt"
 OUTPUT_KEYS = ("label", "prob", "class_id")
 
 logger = logging.getLogger("paddle_serving_service")
-preprocess = preprocess_module()
-labels = labels_module()
 
 
 def read_serving_conf(model_dir: Path) -> tuple[str, str, int]:

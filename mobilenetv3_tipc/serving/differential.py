@@ -41,12 +41,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mobilenetv3_tipc.serving.project_imports import (  # noqa: E402
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    preprocess_module,
-)
+from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
+from mobilenetv3_tipc.data.preprocess import list_images  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rpc {args.address}: {'pass' if ok else 'FAIL'}: {detail}")
         return EXIT_OK if ok else EXIT_FAILED
     try:
-        images = preprocess_module().list_images(args.images)
+        images = list_images(args.images)
     except FileNotFoundError as exc:
         logger.error("%s", exc)
         return EXIT_USAGE

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -38,8 +37,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
+from mobilenetv3_tipc.serving import process  # noqa: E402
 from mobilenetv3_tipc.serving.paddle_serving_env import ROOT, subprocess_env  # noqa: E402
-from mobilenetv3_tipc.serving.project_imports import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
+from mobilenetv3_tipc.serving.process import log_tail  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +115,12 @@ def listening(port: int) -> bool:
     return False
 
 
-def log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"({path} not readable)"
+def service_command(python: str | Path, model_dir: str | Path, http_port: int, rpc_port: int, *,
+                    config: str | Path = CONFIG, opts: Sequence[str] = (), service: str | Path = SERVICE) -> list[str]:
+    """The ``paddle_serving_service.py`` command serving ``model_dir`` (``serving_server/``) on both ports."""
+    return [str(python), str(service), "--config", str(config), "--opt",
+            f"op.{SERVICE_NAME}.local_service_conf.model_config={Path(model_dir).resolve()}",
+            f"http_port={http_port}", f"rpc_port={rpc_port}", *opts]
 
 
 def start(python: str | Path, model_dir: str | Path, workdir: str | Path, http_port: int, rpc_port: int, *,
@@ -131,13 +133,9 @@ def start(python: str | Path, model_dir: str | Path, workdir: str | Path, http_p
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / LOG_NAME
-    cmd = [str(python), str(service), "--config", str(config), "--opt",
-           f"op.{SERVICE_NAME}.local_service_conf.model_config={Path(model_dir).resolve()}",
-           f"http_port={http_port}", f"rpc_port={rpc_port}", *opts]
+    cmd = service_command(python, model_dir, http_port, rpc_port, config=config, opts=opts, service=service)
     logger.info("starting real Paddle Serving in %s: %s", workdir, " ".join(cmd))
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=subprocess_env(repo_root), start_new_session=True)
+    proc = process.start(cmd, log_path, cwd=workdir, env=subprocess_env(repo_root))
     return PaddleServing(proc.pid, http_port, rpc_port, workdir, log_path)
 
 
@@ -164,7 +162,7 @@ def wait_ready(server: PaddleServing, timeout: float = 180.0, probe_image: Path 
     body = image_request(probe_image)
     last = "no answer yet"
     while time.monotonic() < deadline:
-        if server.pgid not in group_members(server.pgid):
+        if not process.process_alive(server.pgid):
             raise PaddleServingError(f"real Paddle Serving exited before it was ready; last lines of "
                                      f"{server.log_path}:\n{log_tail(server.log_path)}")
         if listening(server.http_port) and listening(server.rpc_port):
@@ -181,46 +179,37 @@ def wait_ready(server: PaddleServing, timeout: float = 180.0, probe_image: Path 
                              f"{server.log_path}:\n{log_tail(server.log_path)}")
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _reap(pgid: int) -> None:
-    """Collect the exit status of the leader when it is our child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pgid, os.WNOHANG)
-
-
 def stop(server: PaddleServing, timeout: float = 30.0, interval: float = 0.1) -> bool:
-    """SIGTERM the whole group; SIGKILL it after ``timeout``. True when it ended on SIGTERM.
+    """Stop the group (:func:`process.stop`: SIGTERM, SIGKILL after ``timeout``). True when it ended on SIGTERM.
 
-    Returns only once no group member is alive and neither port listens; raises
-    :class:`PaddleServingError` if that is still not so 10 s after SIGKILL.
+    Returns only once no group member is alive and neither port listens (the leader can exit
+    while a child still holds a port); raises :class:`PaddleServingError` if that is still
+    not so 10 s later, after SIGKILL-ing the group.
     """
     ports = (server.http_port, server.rpc_port)
 
     def settled() -> bool:
-        _reap(server.pgid)
+        with contextlib.suppress(ChildProcessError, OSError):  # reap the leader when it is our child
+            os.waitpid(server.pgid, os.WNOHANG)
         return not group_members(server.pgid) and not any(listening(p) for p in ports)
 
-    _signal_group(server.pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if settled():
-            logger.info("real Paddle Serving (process group %d) stopped; ports %s free", server.pgid, ports)
-            return True
-        time.sleep(interval)
-    logger.warning("real Paddle Serving group %d still running %.0f s after SIGTERM (%s): SIGKILL", server.pgid,
-                   timeout, group_members(server.pgid))
-    _signal_group(server.pgid, signal.SIGKILL)
+    clean = True
+    if process.process_alive(server.pgid):
+        code, message = process.stop(server.pgid, timeout)
+        logger.info("real Paddle Serving: %s", message)
+        clean = code == EXIT_OK
     deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        if settled():
-            return False
+    while not settled():
+        if time.monotonic() > deadline:
+            raise PaddleServingError(f"process group {server.pgid} still has {group_members(server.pgid)} or ports "
+                                     f"{[p for p in ports if listening(p)]} listening after the stop")
+        if time.monotonic() > deadline - 5.0:
+            clean = False
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pgid, signal.SIGKILL)
         time.sleep(interval)
-    raise PaddleServingError(f"process group {server.pgid} still has {group_members(server.pgid)} or ports "
-                             f"{[p for p in ports if listening(p)]} listening after SIGKILL")
+    logger.info("real Paddle Serving (process group %d) stopped; ports %s free", server.pgid, ports)
+    return clean
 
 
 @contextlib.contextmanager
