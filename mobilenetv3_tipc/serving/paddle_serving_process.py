@@ -4,6 +4,7 @@
         --model-dir OUT/serving_server --workdir OUT --http-port 18300 --rpc-port 9300 --pid-file OUT/ps.pid
     python -m mobilenetv3_tipc.serving.paddle_serving_process wait-ready --pid-file OUT/ps.pid --timeout 180
     python -m mobilenetv3_tipc.serving.paddle_serving_process stop --pid-file OUT/ps.pid
+    (wait-ready/stop also take --pid PGID --http-port N --rpc-port N [--server-log LOG] instead of --pid-file)
 
 Measured facts this is built on: the pipeline forks (a parent, the op process, the HTTP
 gateway, the gRPC side), binds all interfaces (``*:http_port``, ``*:rpc_port``), and SIGTERM to
@@ -240,10 +241,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     for name, help_text in (("wait-ready", "poll until a prediction answers err_no 0"),
                             ("stop", "signal the process group; wait until no process or port is left")):
         sub.add_parser(name, help=help_text)
-    for action in sub.choices.values():
-        action.add_argument("--pid-file", "--pid_file", required=True, type=Path,
+    for name, action in sub.choices.items():
+        action.add_argument("--pid-file", "--pid_file", type=Path, required=name == "start",
                             help="JSON record of the started server (written by start)")
         action.add_argument("--timeout", type=float, default=180.0, help="seconds (default: %(default)s)")
+        if name != "start":  # or name the server directly (a harness that started it itself)
+            action.add_argument("--pid", type=int, help="the server's PID (= its process group) instead of --pid-file")
+            action.add_argument("--http-port", "--http_port", type=int)
+            action.add_argument("--rpc-port", "--rpc_port", type=int)
+            action.add_argument("--server-log", "--server_log", type=Path, help="the server's log (error tails)")
     return parser
 
 
@@ -257,10 +263,17 @@ def main(argv: list[str] | None = None) -> int:
             args.pid_file.write_text(server.to_json() + "\n", encoding="utf-8")
             print(server.pgid)
             return EXIT_OK
-        if not args.pid_file.is_file():
-            logger.error("%s: no such pid file (was the server started?)", args.pid_file)
+        if args.pid is not None:
+            if args.http_port is None or args.rpc_port is None:
+                logger.error("--pid needs --http-port and --rpc-port")
+                return EXIT_USAGE
+            log = args.server_log or Path(LOG_NAME)
+            server = PaddleServing(args.pid, args.http_port, args.rpc_port, log.resolve().parent, log.resolve())
+        elif args.pid_file is None or not args.pid_file.is_file():
+            logger.error("%s: no such pid file (was the server started?); or give --pid", args.pid_file)
             return EXIT_USAGE
-        server = PaddleServing.from_json(args.pid_file.read_text(encoding="utf-8"))
+        else:
+            server = PaddleServing.from_json(args.pid_file.read_text(encoding="utf-8"))
         if args.action == "wait-ready":
             seconds = wait_ready(server, args.timeout)
             logger.info("ready at %s (gRPC %s) after %.1f s", server.url, server.rpc_address, seconds)
