@@ -9,7 +9,6 @@ Skipped (with the reason) when no Python 3.9 or no network for the first install
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 
 from mobilenetv3_tipc.serving import paddle_serving_env as env_mod
 from mobilenetv3_tipc.serving import paddle_serving_process as ps
+from mobilenetv3_tipc.serving import process
 from mobilenetv3_tipc.serving.differential import run_differential
 from tests.fixtures.processes import REPO, run_python
 
@@ -28,17 +28,6 @@ logger = logging.getLogger(__name__)
 
 REAL_HTTP, REAL_RPC, OURS_HTTP = 18310, 9310, 18311
 FAIL_HTTP, FAIL_RPC = 18312, 9312
-
-
-def _server_control():  # noqa: ANN202 - our service's running_server(), wherever the package layout puts it
-    for name in ("mobilenetv3_tipc.serving.process", "deploy.serving_python.server_control"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, "running_server"):
-            return module
-    raise ModuleNotFoundError("no running_server() for our own service")
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +107,13 @@ def test_real_paddle_serving_matches_our_service(serving_python: Path, lite_expo
                                                  tmp_path: Path) -> None:
     before = {p.name for p in REPO.iterdir()}
     workdir = tmp_path / "paddle_serving_output"
-    control = _server_control()
     start = time.monotonic()
     server = ps.start(serving_python, lite_export / "serving_server", workdir, REAL_HTTP, REAL_RPC)
     try:
         ready_s = ps.wait_ready(server, timeout=240)
-        with control.running_server(lite_export / "export", port=OURS_HTTP, log_path=tmp_path / "ours.log") as ours:
-            report = run_differential(ours, f"http://127.0.0.1:{REAL_HTTP}", sorted((lite_data / "val").rglob("*.*")))
+        with process.serving(lite_export / "export", tmp_path / "ours.log", OURS_HTTP):
+            report = run_differential(f"http://127.0.0.1:{OURS_HTTP}", f"http://127.0.0.1:{REAL_HTTP}",
+                                      sorted((lite_data / "val").rglob("*.*")))
         rpc = subprocess.run(
             [str(serving_python), "-m", "mobilenetv3_tipc.serving.differential", "rpc", "--address",
              server.rpc_address, "--image", str(REPO / "images" / "demo.jpg"), "--compare-url",

@@ -338,7 +338,8 @@ class ServingChain:
             stop = [*self.ctx.python, *SERVER_CONTROL, "stop", "--pid", str(proc.pid), "--server-log",
                     str(server_log), "--timeout", str(STOP_TIMEOUT)]
         started.append((tag, proc, stop))
-        print(f"started the {backend.name} {label} server: pid {proc.pid}, port {port}, log {server_log}", flush=True)
+        name = "paddle_serving " if real else ""
+        print(f"started the {name}{label} server: pid {proc.pid}, port {port}, log {server_log}", flush=True)
         ready = run.step(ready_argv, self.ctx.log(f"server_{tag}_ready"), group="ready")
         if ready.status != "passed":
             why = (f"the {label} server cannot run on this machine ({ready.reason})" if ready.hardware
