@@ -364,4 +364,4 @@ class ServingChain:
         run.step([*self.ctx.python, "-m", "mobilenetv3_tipc.serving.differential", "compare",
                   "--ours", f"http://127.0.0.1:{up['ours']}", "--real", f"http://127.0.0.1:{up['paddle_serving']}",
                   "--images", self.image_dir, "--json", str((self.ctx.out_dir / "differential.json").resolve())],
-                 self.ctx.log("differential"), group="differential")
+                 self.ctx.log("differential"), group="differential", cwd=self.serving_dir)
