@@ -336,3 +336,38 @@ def test_sigterm_of_the_chain_stops_the_real_server_group(both_workspace: Path, 
     assert results.splitlines()[-1].endswith("(interrupted by SIGTERM)"), results
     assert_ports_free((both_workspace / "test_tipc/output/tiny/both_sigterm/server_paddle_serving_cpu.log")
                       .read_text() + results)
+
+
+def test_killed_chain_leaves_no_real_server(both_workspace: Path, tipc_env: dict[str, str]) -> None:
+    """SIGKILL of the chain: PR_SET_PDEATHSIG tells the real server's leader, which ends its whole group."""
+    reason = (both_workspace / "unavailable_reason").read_text()
+    if reason:
+        pytest.skip(f"no Python 3.9 for real Paddle Serving here: {reason}")
+    config = both_config(both_workspace, "both_killed")
+    proc = subprocess.Popen(["bash", "test_tipc/test_serving.sh", config, "both_killed"], cwd=both_workspace,
+                            env=tipc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pgid = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            match = re.search(r"started the paddle_serving cpu server: pid (\d+)", line)
+            if match:
+                pgid = int(match.group(1))
+                break
+        assert pgid is not None
+        deadline = time.monotonic() + 120
+        while len(ps.group_members(pgid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    log = (both_workspace / "test_tipc/output/tiny/both_killed/server_paddle_serving_cpu.log").read_text()
+    deadline = time.monotonic() + 60
+    while (ps.group_members(pgid) or server_pids(both_workspace, REAL_SCRIPT)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {pid: Path(f"/proc/{pid}/stat").read_text() for pid in ps.group_members(pgid)}
+    assert left == {} and server_pids(both_workspace, REAL_SCRIPT) == [], (left, log[-3000:])
+    assert_ports_free(log)

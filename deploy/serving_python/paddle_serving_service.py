@@ -23,6 +23,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -107,11 +109,31 @@ class ImagenetService(WebService):
         return ImagenetOp(name=SERVICE_NAME, input_ops=[read_op])
 
 
+def stop_group_on_sigterm() -> None:
+    """SIGTERM to this process (the group leader) ends the whole group, as a group signal does.
+
+    The pipeline forks an op process, the HTTP gateway and the gRPC side, which otherwise keep
+    running and hold both ports when only the parent is told to stop (e.g. by
+    ``PR_SET_PDEATHSIG`` when the harness that started it dies). Forked children keep the
+    default action, so a group-wide SIGTERM still ends each of them at once.
+    """
+    if os.getpgrp() != os.getpid():
+        return
+
+    def forward(signum: int, _frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        os.killpg(os.getpgrp(), signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+
+
 def main(argv: list[str] | None = None) -> int:
     from paddle_serving_server.util import ArgsParser
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     flags = ArgsParser().parse_args(argv)
+    stop_group_on_sigterm()
     service = ImagenetService(name=SERVICE_NAME)
     service.prepare_pipeline_config(yml_dict=flags.conf_dict)
     service.run_service()
