@@ -304,13 +304,14 @@ def test_missing_interpreter_skips_real_backend_green_on_ours(both_workspace: Pa
     assert server_pids(both_workspace) == []
 
 
-def test_sigterm_of_the_chain_stops_the_real_server_group(both_workspace: Path, tipc_env: dict[str, str]) -> None:
-    reason = (both_workspace / "unavailable_reason").read_text()
+def signal_chain_once_real_server_forked(workspace: Path, env: dict[str, str], mode: str,
+                                         sig: signal.Signals) -> tuple[int, int]:
+    """Run the both-backends chain, send SIG once the real server forked its 4 processes: (its pgid, chain rc)."""
+    reason = (workspace / "unavailable_reason").read_text()
     if reason:
         pytest.skip(f"no Python 3.9 for real Paddle Serving here: {reason}")
-    config = both_config(both_workspace, "both_sigterm")
-    proc = subprocess.Popen(["bash", "test_tipc/test_serving.sh", config, "both_sigterm"], cwd=both_workspace,
-                            env=tipc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(["bash", "test_tipc/test_serving.sh", both_config(workspace, mode), mode], cwd=workspace,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     pgid = None
     try:
         assert proc.stdout is not None
@@ -320,54 +321,39 @@ def test_sigterm_of_the_chain_stops_the_real_server_group(both_workspace: Path, 
                 pgid = int(match.group(1))
                 break
         assert pgid is not None
-        deadline = time.monotonic() + 120  # until the pipeline forked its op, gateway and gRPC processes
-        while len(ps.group_members(pgid)) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # parent, op process, HTTP gateway, gRPC side
+        while len(ps.group_members(pgid)) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(ps.group_members(pgid)) >= 2
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(90) == 143
+        proc.send_signal(sig)
+        return pgid, proc.wait(90)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    assert ps.group_members(pgid) == []
-    assert server_pids(both_workspace, REAL_SCRIPT) == []
+
+
+def assert_real_server_gone(workspace: Path, mode: str, pgid: int) -> str:
+    log = (workspace / f"test_tipc/output/tiny/{mode}/server_paddle_serving_cpu.log").read_text()
+    deadline = time.monotonic() + 60  # after a SIGKILLed chain the group ends on its own (PDEATHSIG)
+    while (ps.group_members(pgid) or server_pids(workspace, REAL_SCRIPT)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {pid: Path(f"/proc/{pid}/stat").read_text() for pid in ps.group_members(pgid)}
+    assert left == {} and server_pids(workspace, REAL_SCRIPT) == [], (left, log[-3000:])
+    assert_ports_free(log)
+    return log
+
+
+def test_sigterm_of_the_chain_stops_the_real_server_group(both_workspace: Path, tipc_env: dict[str, str]) -> None:
+    pgid, rc = signal_chain_once_real_server_forked(both_workspace, tipc_env, "both_sigterm", signal.SIGTERM)
+    assert rc == 143
+    assert_real_server_gone(both_workspace, "both_sigterm", pgid)
     results = results_of(both_workspace, "both_sigterm")
     assert results.splitlines()[-1].endswith("(interrupted by SIGTERM)"), results
-    assert_ports_free((both_workspace / "test_tipc/output/tiny/both_sigterm/server_paddle_serving_cpu.log")
-                      .read_text() + results)
 
 
 def test_killed_chain_leaves_no_real_server(both_workspace: Path, tipc_env: dict[str, str]) -> None:
     """SIGKILL of the chain: PR_SET_PDEATHSIG tells the real server's leader, which ends its whole group."""
-    reason = (both_workspace / "unavailable_reason").read_text()
-    if reason:
-        pytest.skip(f"no Python 3.9 for real Paddle Serving here: {reason}")
-    config = both_config(both_workspace, "both_killed")
-    proc = subprocess.Popen(["bash", "test_tipc/test_serving.sh", config, "both_killed"], cwd=both_workspace,
-                            env=tipc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    pgid = None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            match = re.search(r"started the paddle_serving cpu server: pid (\d+)", line)
-            if match:
-                pgid = int(match.group(1))
-                break
-        assert pgid is not None
-        deadline = time.monotonic() + 120
-        while len(ps.group_members(pgid)) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        proc.kill()
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    log = (both_workspace / "test_tipc/output/tiny/both_killed/server_paddle_serving_cpu.log").read_text()
-    deadline = time.monotonic() + 60
-    while (ps.group_members(pgid) or server_pids(both_workspace, REAL_SCRIPT)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = {pid: Path(f"/proc/{pid}/stat").read_text() for pid in ps.group_members(pgid)}
-    assert left == {} and server_pids(both_workspace, REAL_SCRIPT) == [], (left, log[-3000:])
-    assert_ports_free(log)
+    pgid, rc = signal_chain_once_real_server_forked(both_workspace, tipc_env, "both_killed", signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    assert_real_server_gone(both_workspace, "both_killed", pgid)
