@@ -99,3 +99,64 @@ def test_pid_file_round_trip(tmp_path: Path) -> None:
     server = ps.PaddleServing(123, 18300, 9300, tmp_path, tmp_path / "paddle_serving.log")
     assert ps.PaddleServing.from_json(server.to_json()) == server
     assert server.url == "http://127.0.0.1:18300/imagenet/prediction" and server.rpc_address == "127.0.0.1:9300"
+
+
+# -- the serving chain's backend plan (no server started) ----------------------------------------------------
+
+SERVING_CFG = """===========================serving_params===========================
+model_name:tiny
+python:python
+web_service:deploy/serving_python/web_service.py --config deploy/serving_python/config.yml
+--opt op.imagenet.local_service_conf.model_config:./inference/tiny_infer/
+pipeline:deploy/serving_python/pipeline_http_client.py
+"""
+
+
+def _plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str = "", env: str = ""):  # noqa: ANN202
+    from mobilenetv3_tipc.tipc import chain
+    from mobilenetv3_tipc.tipc.serving_chain import ServingChain
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("TIPC_PYTHON", sys.executable)
+    if env:
+        monkeypatch.setenv("TIPC_SERVING_BACKEND", env)
+    else:
+        monkeypatch.delenv("TIPC_SERVING_BACKEND", raising=False)
+    path = tmp_path / "cfg.txt"
+    path.write_text(SERVING_CFG + extra)
+    return ServingChain(chain.make_context("serving", str(path), "", "r.log"))
+
+
+def test_backends_default_to_ours_and_follow_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [b.name for b in _plan(tmp_path, monkeypatch).backends] == ["ours"]
+    both = _plan(tmp_path, monkeypatch, "serving_backend:ours|paddle_serving\n")
+    assert [b.name for b in both.backends] == ["paddle_serving", "ours"]  # real first: both up for the differential
+    assert both.serving_server.name == "serving_server" and "test_tipc/output/tiny" in str(both.serving_server)
+    assert [b.name for b in _plan(tmp_path, monkeypatch, "serving_backend:paddle_serving|ours\n", env="ours")
+            .backends] == ["ours"]
+
+
+def test_upstream_convert_line_means_both_backends_and_our_converter(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _plan(tmp_path, monkeypatch, "trans_model:-m paddle_serving_client.convert\n--model_filename:m.pdmodel\n"
+                                        "--serving_server:./x/serving_server/\n")
+    assert [b.name for b in plan.backends] == ["paddle_serving", "ours"]
+    flags = plan.convert_flags()
+    assert flags[flags.index("--model_filename") + 1] == "m.pdmodel"
+    assert flags[flags.index("--serving_server") + 1] == str(REPO / "x" / "serving_server")
+    assert "paddle.fluid" in plan.real.convert_note()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("serving_backend:ours|triton\n", "cfg.txt:7: serving_backend 'ours|triton': each must be one of ours, "
+                                      "paddle_serving"),
+    ("trans_model:tools/convert_it.py\n", "cfg.txt:7: trans_model 'tools/convert_it.py' is not supported"),
+    ("serving_backends:ours\n", "cfg.txt:7: serving_backends is not supported"),
+])
+def test_bad_backend_keys_are_errors_naming_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str,
+                                                     message: str) -> None:
+    from mobilenetv3_tipc.tipc.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _plan(tmp_path, monkeypatch, extra)
+    assert message in str(info.value)

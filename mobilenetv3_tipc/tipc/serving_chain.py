@@ -33,8 +33,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mobilenetv3_tipc.serving import paddle_serving_env as ps_env
-from mobilenetv3_tipc.serving import paddle_serving_process as ps
 from mobilenetv3_tipc.tipc.chain import Context, cuda_available, defining_check, render_flag
 from mobilenetv3_tipc.tipc.config import alternatives, is_null, unquote
 from mobilenetv3_tipc.tipc.results import Step
@@ -86,12 +84,22 @@ class RealPaddleServing:
     """Real Paddle Serving 0.9 (deploy/serving_python/paddle_serving_service.py) in its Python 3.9 env."""
 
     name = "paddle_serving"
-    service = ps.SERVICE_NAME
+    service = "imagenet"
     python: str = ""  # the env's interpreter, found by the chain's env step
 
+    # The engine imports nothing of the serving package at load time (it plans any config
+    # without it); these run only when the real backend does.
     def server_argv(self, model_dir: Path, devices: str, port: int, rpc_port: int) -> list[str]:
-        return ps.service_command(self.python, model_dir, port, rpc_port,
-                                  opts=[f"{DEVICES_OPT}={devices}"] if devices else [])
+        from mobilenetv3_tipc.serving import paddle_serving_process
+
+        return paddle_serving_process.service_command(self.python, model_dir, port, rpc_port,
+                                                      opts=[f"{DEVICES_OPT}={devices}"] if devices else [])
+
+    def env(self, root: Path) -> dict[str, str]:
+        """The environment of a process run with the env's python: the repository importable."""
+        from mobilenetv3_tipc.serving import paddle_serving_env
+
+        return paddle_serving_env.subprocess_env(root)
 
     def prediction_url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}/{self.service}/prediction"
@@ -325,7 +333,7 @@ class ServingChain:
             rpc_port = free_port()
             self.rpc_port = rpc_port
             proc = run.start_background(backend.server_argv(self.serving_server, devices, port, rpc_port), server_log,
-                                        cwd=self.ctx.out_dir.resolve(), env=ps_env.subprocess_env(self.ctx.root))
+                                        cwd=self.ctx.out_dir.resolve(), env=backend.env(self.ctx.root))
             ids = ["--pid", str(proc.pid), "--http-port", str(port), "--rpc-port", str(rpc_port),
                    "--server-log", str(server_log)]
             ready_argv = [*self.ctx.python, *REAL_CONTROL, "wait-ready", *ids, "--timeout", self.ready_timeout]
@@ -356,7 +364,7 @@ class ServingChain:
             run.step([backend.python, "-m", "mobilenetv3_tipc.serving.differential", "rpc", "--address",
                       f"127.0.0.1:{self.rpc_port}", "--image", str(self.ctx.root / PROBE_IMAGE), "--compare-url",
                       f"http://127.0.0.1:{port}", "--workdir", str(self.ctx.out_dir.resolve())],
-                     self.ctx.log(f"rpc_{tag}"), group="rpc", env=ps_env.subprocess_env(self.ctx.root))
+                     self.ctx.log(f"rpc_{tag}"), group="rpc", env=backend.env(self.ctx.root))
         return port
 
     def differential(self, run: Run, up: dict[str, int]) -> None:
