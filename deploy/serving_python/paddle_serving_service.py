@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -41,6 +43,7 @@ from mobilenetv3_tipc.data import labels, preprocess  # noqa: E402
 SERVICE_NAME = "imagenet"
 SERVER_CONF = "serving_server_conf.prototxt"
 OUTPUT_KEYS = ("label", "prob", "class_id")
+PR_SET_PDEATHSIG = 1
 
 logger = logging.getLogger("paddle_serving_service")
 
@@ -109,13 +112,22 @@ class ImagenetService(WebService):
         return ImagenetOp(name=SERVICE_NAME, input_ops=[read_op])
 
 
+def _child_after_fork() -> None:
+    """A forked pipeline process: default SIGTERM, and SIGTERM when its parent dies (however it dies)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def stop_group_on_sigterm() -> None:
     """SIGTERM to this process (the group leader) ends the whole group, as a group signal does.
 
     The pipeline forks an op process, the HTTP gateway and the gRPC side, which otherwise keep
     running and hold both ports when only the parent is told to stop (e.g. by
     ``PR_SET_PDEATHSIG`` when the harness that started it dies). Forked children keep the
-    default action, so a group-wide SIGTERM still ends each of them at once.
+    default action, so a group-wide SIGTERM still ends each of them at once, and get
+    ``PR_SET_PDEATHSIG`` themselves: measured, a leader killed while busy left its HTTP gateway
+    running on both ports; with it the children end with the leader whatever ended it.
     """
     if os.getpgrp() != os.getpid():
         return
@@ -125,7 +137,7 @@ def stop_group_on_sigterm() -> None:
         os.killpg(os.getpgrp(), signum)
 
     signal.signal(signal.SIGTERM, forward)
-    os.register_at_fork(after_in_child=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    os.register_at_fork(after_in_child=_child_after_fork)
 
 
 def main(argv: list[str] | None = None) -> int:

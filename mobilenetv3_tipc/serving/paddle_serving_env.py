@@ -249,7 +249,8 @@ def build_env(interpreter: Interpreter, venv: Path, requirements: Path = REQUIRE
         _run_pip(python, ["-r", str(requirements)], log)
         if no_deps:
             _run_pip(python, ["--no-deps", *no_deps], log)
-        smoke = subprocess.run([str(python), "-c", "import " + ", ".join(SMOKE_IMPORTS)],
+        # cwd: importing paddle_serving_server.pipeline creates PipelineServingLogs/ in the working folder
+        smoke = subprocess.run([str(python), "-c", "import " + ", ".join(SMOKE_IMPORTS)], cwd=venv,
                                capture_output=True, text=True, check=False)
         if smoke.returncode != 0:
             raise EnvBuildError(f"the installed Paddle Serving env does not import: {smoke.stderr.strip()[-800:]}")
