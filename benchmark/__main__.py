@@ -30,7 +30,7 @@ import numpy as np
 
 from benchmark import paths, report, timing, training
 from benchmark.chain import measure_chain
-from benchmark.serving import measure_serving
+from benchmark.serving import format_side_by_side, measure_serving, measure_side_by_side
 from mobilenetv3_tipc.cli import UsageError, run_main
 from mobilenetv3_tipc.data.batching import BatchPreprocessor
 
@@ -211,6 +211,9 @@ def run(argv: list[str] | None) -> int:
                 results["serving"][backend] = measure_serving(
                     model, backend, jpeg, plan.serving_levels, threads=max(plan.threads), requests=2000,
                     duration=plan.serving_seconds, warmup=8, log_file=out / f"server_{backend}.log")
+            results["serving_side_by_side"] = measure_side_by_side(  # ours vs real Paddle Serving
+                files.infer_dir, jpeg, plan.serving_levels, threads=max(plan.threads), requests=2000,
+                duration=plan.serving_seconds, warmup=8, out=out)
     if (plan.chain or args.include_chain) and "chain" not in skip:
         results["chain"] = measure_chain()
     else:
@@ -224,6 +227,8 @@ def run(argv: list[str] | None) -> int:
     (out / "table.txt").write_text(table + "\n", encoding="utf-8")
     (out / "summary.md").write_text(report.format_markdown(results) + "\n", encoding="utf-8")
     print(table)
+    if "serving_side_by_side" in results:
+        print("\n" + format_side_by_side(results["serving_side_by_side"]))
     print(f"\nwrote {out / 'results.json'}, {', '.join(p.name for p in written)} "
           f"in {results['meta']['wall_s']:.0f} s")
     return 0

@@ -63,6 +63,15 @@ def test_results_hold_every_path_batch_and_target(quick_run: tuple[subprocess.Co
         row = results["serving"]["paddle"][level]
         assert row["errors"] == 0 and all(positive(row[k]) for k in ("images_per_s", "p50_ms", "p99_ms")), row
         assert positive(row["server_cpu_ms_per_request"]) and positive(row["client_cpu_ms_per_request"]), row
+    side = results["serving_side_by_side"]  # ours vs real Paddle Serving, or why it was not measured
+    if "skipped" in side:
+        assert side["skipped"].startswith("real Paddle Serving: "), side
+    else:
+        for level in ("c1", "c8"):
+            for name in ("ours", "paddle_serving"):
+                row = side[name][level]
+                assert row["errors"] == 0 and all(positive(row[k]) for k in ("requests_per_s", "p50_ms", "p99_ms"))
+            assert positive(side["ratio"][level]["requests_per_s"]), side["ratio"]
     targets = results["targets"]
     assert sorted(targets) == ["1", "2", "3", "4", "5", "6"]
     for key, target in targets.items():

@@ -101,6 +101,28 @@ def prepare_benchmark_data(cfg: Config) -> None:
     info(f"benchmark data: {params.data_path}/ with {count} training images (each {LITE_DIR}/train image repeated)")
 
 
+def ensure_paddle_serving_env(cfg: Config, python: list[str]) -> None:
+    """Build (once, cached) the Python 3.9 env of real Paddle Serving when the serving chain runs it.
+
+    No interpreter / no network for the first install: said here, and the chain records the
+    real server's steps skipped with that reason; a broken install is an error.
+    """
+    from mobilenetv3_tipc.tipc.serving_chain import REAL_ENV, RealPaddleServing, ServingChain
+
+    ctx = Context(cfg, "serving_infer", "serving", python, Path("unused"), "unused", Path.cwd())
+    if not any(isinstance(b, RealPaddleServing) for b in ServingChain(ctx).backends):
+        return
+    info(f"real Paddle Serving env: {quote_command([*python, *REAL_ENV])}")
+    done = subprocess.run([*python, *REAL_ENV], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, check=False,
+                          text=True)
+    if done.returncode == 77:
+        info("real Paddle Serving env: unavailable (reason above); the serving chain records its steps skipped")
+    elif done.returncode != 0:
+        raise PrepareError(f"the real Paddle Serving env did not build (exit {done.returncode}); see the lines above")
+    else:
+        info(f"real Paddle Serving env: {done.stdout.strip()}")
+
+
 class Prepare:
     def __init__(self, cfg: Config, mode: str) -> None:
         self.cfg, self.mode = cfg, mode
@@ -122,6 +144,8 @@ class Prepare:
         else:
             self.ensure_weights()
             self.ensure_inference_model()
+        if self.mode == "serving_infer":
+            ensure_paddle_serving_env(self.cfg, self.python)
         info(f"prepare {self.mode}: done")
 
     def trains_from_pretrained(self) -> bool:
