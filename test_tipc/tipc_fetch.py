@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mobilenetv3_tipc.cli import run_main
+
 logger = logging.getLogger("tipc_fetch")
 
 EXIT_UNREACHABLE = 1
@@ -59,7 +61,6 @@ def fetch(url: str, dest: Path, sha256: str | None, timeout: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("url", nargs="?", help="http(s) URL")
     parser.add_argument("dest", nargs="?", type=Path, help="destination file")
@@ -77,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

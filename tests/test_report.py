@@ -1,9 +1,6 @@
 """mobilenetv3_tipc.report on synthetic results: parsing, matrix, agreement, JUnit merge, the page.
 
-The fixture (:func:`make_output`) writes what the harness writes after four chains, in
-today's status-line format: a green lite chain with a CPU/GPU inference matrix, a red AMP
-chain (its train step failed), a Paddle2ONNX chain with its agreement table, and the
-run-all manifest with a chain whose prepare.sh failed and one without a script.
+The output folder comes from :func:`tests.fixtures.report_output.make_output`.
 """
 
 from __future__ import annotations
@@ -21,154 +18,17 @@ from mobilenetv3_tipc.report.__main__ import main as report_main
 from mobilenetv3_tipc.report.extras import parse_agreement_table
 from mobilenetv3_tipc.report.matrix import build_grid, cell_for
 from mobilenetv3_tipc.report.results import discover_chains, parse_line, totals
-
-MODEL = "mobilenet_v3_small"
-LITE = "lite_train_lite_infer"
-RUN = "norm_train_gpus_-1_autocast_False_nodes_1"
-AMP_RUN = "amp_train_gpus_-1_autocast_True_nodes_1"
-FAILING_COMMAND = (f"python train.py --model {MODEL} --amp --amp-level O1 --device=cpu --epochs=2 "
-                   f"--output-dir=./test_tipc/output/{MODEL}/{LITE}/{AMP_RUN}")
-AGREEMENT_LOG = """agreement gate: 16 images from ./lite_data/val; reference = dygraph mobilenet_v3_small (scale 1.0)
-tolerance: max |Δp| <= 1e-04 and the same top-1 (fp32 default 1e-04)
-backend                top-1  max |Δp|  result
-dygraph (reference)    16/16  0         reference
-paddle_inference       16/16  3.58e-07  ok
-onnxruntime            16/16  2.24e-07  ok
-reference mean top-1 probability: 0.4012 (uniform would be 0.0010)
-AGREE: paddle_inference, onnxruntime match the dygraph reference
-"""
-
-
-def _ok(command: str, log: str) -> str:
-    return f"Run successfully with command - {MODEL} - {command} - {log}!"
-
-
-def _failed(command: str, log: str, reason: str = "exit code 1") -> str:
-    return f"Run failed with command - {MODEL} - {command} - {log}! ({reason})"
-
-
-def _skipped(command: str, log: str, reason: str) -> str:
-    return f"Run skipped with command - {MODEL} - {command} - {log}! ({reason})"
-
-
-def _infer_log(prefix: str, engine: str, ms: float) -> str:
-    return (f"inference engine: {engine} (fp32, 2 threads)\nimage_name: a.jpeg, class_id: 285, prob: 0.41\n"
-            f" runtime: paddle_inference\n cpu_engine: {engine}\n"
-            f" preprocess_time(ms): 3.1, inference_time(ms): {ms}, postprocess_time(ms): 0.1\n")
-
-
-def write_chain(out: Path, mode: str, name: str, lines: list[tuple[str, float]], logs: dict[str, str],
-                repo: Path, junit: bool = True) -> Path:
-    """results_<name>.log + .times (+ a JUnit file) and the step logs, as the harness leaves them."""
-    folder = out / MODEL / mode
-    folder.mkdir(parents=True, exist_ok=True)
-    results = folder / f"{name}.log"
-    results.write_text("".join(f"{line}\n" for line, _ in lines), encoding="utf-8")
-    results.with_suffix(".times").write_text("".join(f"{int(s)}\n" for _, s in lines), encoding="utf-8")
-    for rel, text in logs.items():
-        path = repo / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    if junit:
-        suites = ET.Element("testsuites")
-        suite = ET.SubElement(suites, "testsuite", name=f"tipc.{MODEL}.{mode}", tests=str(len(lines)),
-                              time=f"{sum(s for _, s in lines):.1f}")
-        for index, (line, seconds) in enumerate(lines):
-            case = ET.SubElement(suite, "testcase", classname=suite.get("name", ""), name=f"step{index}",
-                                 time=f"{seconds:.1f}")
-            if line.startswith("Run failed"):
-                ET.SubElement(case, "failure", message="exit code 1")
-            elif line.startswith("Run skipped"):
-                ET.SubElement(case, "skipped", message="skipped")
-        ET.ElementTree(suites).write(results.with_suffix(".xml"), encoding="utf-8", xml_declaration=True)
-    return results
-
-
-def make_output(repo: Path) -> Path:
-    """A repository folder with test_tipc/output/ as four chains and test_all.sh leave it; returns the output root."""
-    out = repo / "test_tipc" / "output"
-    base = f"./test_tipc/output/{MODEL}/{LITE}"
-    infer = "python deploy/inference_python/infer.py"
-    lines: list[tuple[str, float]] = [
-        (_ok(f"python train.py --model {MODEL} --device=cpu --epochs=2", f"{base}/{RUN}_train.log"), 41),
-        (_ok(f"python train.py --test-only --model {MODEL} --device=cpu", f"{base}/{RUN}_eval.log"), 6),
-        (_ok(f"python tools/export_model.py --model {MODEL}", f"{base}/{RUN}_export.log"), 9),
-    ]
-    logs = {f"{base}/{RUN}_train.log": "epoch 1 ...\n", f"{base}/{RUN}_eval.log": "Acc@1 0.5\n",
-            f"{base}/{RUN}_export.log": "exported\n"}
-    for mkl in ("True", "False"):
-        for threads in ("1", "2"):
-            for precision in ("fp32", "fp16", "int8"):
-                for batch in ("1", "2"):
-                    log = (f"{base}/{RUN}_infer_cpu_usemkldnn_{mkl}_threads_{threads}_precision_{precision}"
-                           f"_batchsize_{batch}.log")
-                    cmd = (f"{infer} --use-gpu=False --enable-mkldnn={mkl} --cpu-threads={threads} "
-                           f"--precision={precision} --batch-size={batch} --model-dir={base}/{RUN}/inference")
-                    if precision == "int8":
-                        lines.append((_skipped(cmd, "(not run)", "int8 needs a quantized model; this one is float"), 0))
-                    elif precision == "fp16" and mkl == "False":
-                        lines.append((_skipped(cmd, "(not run)", "fp16 on CPU needs MKLDNN"), 0))
-                    elif precision == "fp16":
-                        lines.append((_skipped(cmd, log, "fp16 needs a CPU with bfloat16/AVX512"), 1))
-                        logs[log] = "SKIPPED: fp16 needs a CPU with bfloat16/AVX512\n"
-                    else:
-                        engine = "openvino" if mkl == "True" else "native"
-                        lines.append((_ok(cmd, log), 2))
-                        logs[log] = _infer_log(log, engine, 4.5 if mkl == "True" else 9.25)
-    for batch in ("1", "2"):
-        cmd = f"{infer} --use-gpu=True --use-tensorrt=False --precision=fp32 --batch-size={batch}"
-        lines.append((_skipped(cmd, "(not run)", "GPU inference needs CUDA; this Paddle build or machine has no GPU"),
-                      0))
-    write_chain(out, LITE, "results_python.train_infer_python", lines, logs, repo)
-
-    amp_lines = [
-        (_failed(FAILING_COMMAND, f"{base}/{AMP_RUN}_train.log"), 3),
-        (_skipped(f"eval, export and inference of {AMP_RUN}", "(not run)",
-                  f"the train step did not produce {base}/{AMP_RUN}/latest.pdparams"), 0),
-    ]
-    write_chain(out, LITE, "results_python.train_amp_infer_python", amp_lines,
-                {f"{base}/{AMP_RUN}_train.log": "Traceback (most recent call last):\nRuntimeError: boom\n"}, repo)
-
-    p2o = f"./test_tipc/output/{MODEL}/paddle2onnx_infer"
-    p2o_lines = [
-        (_ok("paddle2onnx --model_dir=./inference/mobilenet_v3_small_infer/ --opset_version=13",
-             f"{p2o}/trans_model.log"), 5),
-        (_ok("python deploy/onnx_python/check_model.py --onnx-file=./x/model.onnx", f"{p2o}/check_onnx.log"), 2),
-        (_ok("python deploy/onnx_python/infer.py --onnx_file=./x/model.onnx --threads=0 --use_gpu=False --batch_size=1",
-             f"{p2o}/paddle2onnx_infer_cpu_batchsize_1.log"), 2),
-        (_skipped("python deploy/onnx_python/infer.py --onnx_file=./x/model.onnx --use_gpu=True --batch_size=1",
-                  f"{p2o}/paddle2onnx_infer_gpu_batchsize_1.log", "onnxruntime has no CUDA provider"), 1),
-        (_ok("python tools/check_agreement.py --model=mobilenet_v3_small --tolerance=1e-4", f"{p2o}/agreement.log"),
-         12),
-    ]
-    write_chain(out, "paddle2onnx_infer", "results_paddle2onnx.paddle2onnx_infer_python", p2o_lines, {
-        f"{p2o}/trans_model.log": "ok\n", f"{p2o}/check_onnx.log": "ok\n",
-        f"{p2o}/paddle2onnx_infer_cpu_batchsize_1.log": " runtime: onnxruntime 1.20.1\n inference_time(ms): 3.0\n",
-        f"{p2o}/paddle2onnx_infer_gpu_batchsize_1.log": "SKIPPED: onnxruntime has no CUDA provider\n",
-        f"{p2o}/agreement.log": AGREEMENT_LOG,
-    }, repo, junit=False)
-
-    console = out / MODEL / "test_all"
-    console.mkdir(parents=True, exist_ok=True)
-    (console / "serving_infer_python.serving_infer.console.log").write_text("prepare failed\n", encoding="utf-8")
-    header = "model\tmode\tconfig\tscript\tstatus\trc\tseconds\tresults\tconsole\treason\n"
-    cfg = f"test_tipc/configs/{MODEL}"
-    rows = [
-        (MODEL, LITE, f"{cfg}/train_infer_python.txt", "test_tipc/test_train_inference_python.sh", "passed", "0",
-         "75", f"test_tipc/output/{MODEL}/{LITE}/results_python.train_infer_python.log", "", ""),
-        (MODEL, LITE, f"{cfg}/train_amp_infer_python.txt", "test_tipc/test_train_inference_python.sh", "failed",
-         "1", "8", f"test_tipc/output/{MODEL}/{LITE}/results_python.train_amp_infer_python.log", "", ""),
-        (MODEL, "paddle2onnx_infer", f"{cfg}/paddle2onnx_infer_python.txt", "test_tipc/test_paddle2onnx.sh",
-         "passed", "0", "30",
-         f"test_tipc/output/{MODEL}/paddle2onnx_infer/results_paddle2onnx.paddle2onnx_infer_python.log", "", ""),
-        (MODEL, "serving_infer", f"{cfg}/serving_infer_python.txt", "test_tipc/test_serving.sh", "failed", "1", "2",
-         "", f"test_tipc/output/{MODEL}/test_all/serving_infer_python.serving_infer.console.log",
-         "prepare.sh failed with exit code 1"),
-        (MODEL, LITE, f"{cfg}/train_dy2static_python.txt", "test_tipc/test_train_dy2static_python.sh", "skipped",
-         "", "0", "", "", "test_tipc/test_train_dy2static_python.sh not found: this chain has no script yet"),
-    ]
-    (out / "test_all.tsv").write_text(header + "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
-    return out
+from tests.fixtures.report_output import (
+    AGREEMENT_LOG,
+    LITE,
+    MODEL,
+    RUN,
+    failed_line,
+    make_output,
+    ok_line,
+    skipped_line,
+    write_chain,
+)
 
 
 @pytest.fixture
@@ -214,9 +74,9 @@ def test_engine_note_and_json_sidecar(tmp_path: Path) -> None:
                       "_precision_fp32_batchsize_1.log! (inference engine: onednn)")
     assert step is not None and (step.engine, step.reason) == ("onednn", "")
     out = tmp_path / "test_tipc" / "output"
-    lines = [(_ok("python deploy/inference_python/infer.py --use-gpu=False --precision=fp32 --batch-size=1",
+    lines = [(ok_line("python deploy/inference_python/infer.py --use-gpu=False --precision=fp32 --batch-size=1",
                   "(not run)"), 0),
-             (_skipped("python deploy/inference_python/infer.py --use-gpu=True", "(not run)", "needs CUDA"), 0)]
+             (skipped_line("python deploy/inference_python/infer.py --use-gpu=True", "(not run)", "needs CUDA"), 0)]
     results = write_chain(out, "whole_infer", "results_python", lines, {}, tmp_path, junit=False)
     results.with_suffix(".times").unlink()
     sidecar = {"model": MODEL, "suite": "s", "steps": [
@@ -261,7 +121,7 @@ def test_discover_joins_manifest_and_counts(output_root: Path) -> None:
 
 def test_chain_without_manifest_or_passing_step_is_red(tmp_path: Path) -> None:
     out = tmp_path / "test_tipc" / "output"
-    write_chain(out, "whole_infer", "results_ptq", [(_skipped("x", "(not run)", "needs CUDA"), 0)], {}, tmp_path)
+    write_chain(out, "whole_infer", "results_ptq", [(skipped_line("x", "(not run)", "needs CUDA"), 0)], {}, tmp_path)
     (chain,) = discover_chains(out)
     assert (chain.status, chain.problem) == ("failed", "no step ran: every step was skipped")
     assert chain.label == f"{MODEL} / whole_infer / results_ptq"
@@ -320,7 +180,7 @@ def test_agreement_from_save_json(tmp_path: Path) -> None:
     out = tmp_path / "test_tipc" / "output"
     log = f"./test_tipc/output/{MODEL}/paddle2onnx_infer/agreement.log"
     cmd = "python tools/check_agreement.py --tolerance=1e-4 --save-json=./agreement.json"
-    write_chain(out, "paddle2onnx_infer", "results_paddle2onnx", [(_failed(cmd, log), 9)], {log: "x\n"}, tmp_path)
+    write_chain(out, "paddle2onnx_infer", "results_paddle2onnx", [(failed_line(cmd, log), 9)], {log: "x\n"}, tmp_path)
     (tmp_path / "agreement.json").write_text(json.dumps({"tolerance": 1e-4, "backends": [
         {"name": "dygraph", "reference": True, "passed": True, "top1_agree": 16, "images": 16, "max_abs_diff": 0.0},
         {"name": "onnxruntime", "reference": False, "passed": False, "top1_agree": 15, "images": 16,
@@ -405,7 +265,7 @@ def test_page_escapes_and_plots(output_root: Path) -> None:
     plots.mkdir(parents=True)
     (plots / "model_only.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
     (output_root / "report_browser_test.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    lines = [(_failed("python a.py --x='<b>&'", "./test_tipc/output/x.log", "exit code 2"), 1)]
+    lines = [(failed_line("python a.py --x='<b>&'", "./test_tipc/output/x.log", "exit code 2"), 1)]
     write_chain(output_root, "whole_infer", "results_evil", lines, {}, repo, junit=False)
     text = build_report(output_root).html.read_text(encoding="utf-8")
     assert "--x=&#x27;&lt;b&gt;&amp;&#x27;" in text

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mobilenetv3_tipc.report import browser, build_report
-from tests.test_report import FAILING_COMMAND, make_output
+from tests.fixtures.report_output import FAILING_COMMAND, make_output
 
 try:
     CHROMIUM = browser.find_chromium()

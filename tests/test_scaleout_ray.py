@@ -34,10 +34,10 @@ import pytest
 import requests
 
 from mobilenetv3_tipc.serving import process
+from tests.fixtures.bad_requests import BAD_INPUTS, MAX_BODY_MB, MAX_IMAGES
 from tests.fixtures.onnx_model import write_peaked_weights
 from tests.fixtures.processes import run_python
 from tests.fixtures.serving import REPO, b64_file, lite_images, request_body, shared_dir, subprocess_env
-from tests.test_serving_protocol import BAD_INPUTS, MAX_BODY_MB, MAX_IMAGES
 
 RAY_APP = REPO / "deploy" / "serving_python" / "ray_serve_app.py"
 PORTS = range(18500, 18550)  # the scale-out helper's port range
@@ -46,7 +46,7 @@ READY_TIMEOUT = 240.0
 STOP_TIMEOUT = 60.0  # Ray Serve's controller shutdown alone may take ~33 s
 READY_MARK = f"Ray Serve: {REPLICAS} replica(s) on"
 RAY_ACCESS_MARK = "POST /{name}/{method}"  # a replica's access log line (its route pattern)
-# The same settings for both servers (the BAD_INPUTS limits are those of test_serving_protocol).
+# The same settings for both servers (the BAD_INPUTS limits of tests/fixtures/bad_requests.py).
 OPTS = ["op.imagenet.local_service_conf.thread_num=1", f"op.imagenet.max_images_per_request={MAX_IMAGES}",
         f"max_body_size_mb={MAX_BODY_MB}"]
 

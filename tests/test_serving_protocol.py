@@ -22,17 +22,16 @@ from mobilenetv3_tipc.serving.config import validate
 from mobilenetv3_tipc.serving.protocol import (
     INPUT_PARAMS_ERROR,
     NO_SERVICE,
-    TYPE_ERROR,
     decode_base64,
     parse_request,
 )
+from tests.fixtures.bad_requests import BAD_INPUTS, MAX_BODY_MB, MAX_IMAGES
 from tests.fixtures.serving import (
     TINY_LABELS,
     b64,
     b64_file,
     lite_images,
     make_jpeg,
-    make_png_bomb,
     request_body,
     serve_in_thread,
     tiny_models,
@@ -40,8 +39,6 @@ from tests.fixtures.serving import (
 
 URL = "/imagenet/prediction"
 FIELDS = {"err_no", "err_msg", "key", "value", "tensors"}
-MAX_IMAGES = 6
-MAX_BODY_MB = 1
 
 
 def make_config(model_dir: Path, **op: object) -> object:
@@ -180,29 +177,6 @@ def _truncated_jpeg(path: Path) -> str:
     return b64(data[: len(data) // 3])
 
 
-BAD_INPUTS = {
-    "invalid JSON": (b'{"key": ["image"], "value": [', INPUT_PARAMS_ERROR, "not valid JSON"),
-    "empty body": (b"", INPUT_PARAMS_ERROR, "empty request body"),
-    "not UTF-8": (b"\xff\xfe\x00garbage", INPUT_PARAMS_ERROR, "not valid JSON"),
-    "JSON list": ([1, 2], TYPE_ERROR, "JSON object"),
-    "deeply nested JSON": (b"[" * 100000 + b"]" * 100000, INPUT_PARAMS_ERROR, "too deeply"),
-    "no fields": ({"logid": 1}, INPUT_PARAMS_ERROR, "no image"),
-    "extra field": ({"key": ["image"], "value": ["x"], "images": []}, INPUT_PARAMS_ERROR, "unknown request field"),
-    "key not a list": ({"key": "image", "value": ["x"]}, TYPE_ERROR, "key must be a list"),
-    "value item not a string": ({"key": ["image"], "value": [123]}, TYPE_ERROR, "value[0] must be a string"),
-    "logid not an int": ({"key": ["image"], "value": ["x"], "logid": "abc"}, TYPE_ERROR, "logid"),
-    "more keys than values": ({"key": ["image", "image"], "value": ["x"]}, INPUT_PARAMS_ERROR, "pair up"),
-    "more values than keys": ({"key": ["image"], "value": ["x", "y"]}, INPUT_PARAMS_ERROR, "pair up"),
-    "empty lists": ({"key": [], "value": []}, INPUT_PARAMS_ERROR, "no image"),
-    "unknown key": ({"key": ["img"], "value": ["x"]}, INPUT_PARAMS_ERROR, "this op takes"),
-    "invalid base64": ({"key": ["image"], "value": ["###not base64###"]}, INPUT_PARAMS_ERROR, "not valid base64"),
-    "empty value": ({"key": ["image"], "value": [""]}, INPUT_PARAMS_ERROR, "is empty"),
-    "not an image": ({"key": ["image"], "value": [b64(b"hello, world")]}, INPUT_PARAMS_ERROR, "not a decodable"),
-    "decompression bomb": ({"key": ["image"], "value": [b64(make_png_bomb())]}, INPUT_PARAMS_ERROR, "pixels"),
-    "too many images": (request_body([b64(make_jpeg())] * (MAX_IMAGES + 1)), INPUT_PARAMS_ERROR, "limit"),
-    "bad tensor": ({"tensors": [{"name": "image", "elem_type": 1, "float_data": [1.0]}]}, INPUT_PARAMS_ERROR,
-                   "STRING tensors"),
-}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

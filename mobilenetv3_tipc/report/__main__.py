@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mobilenetv3_tipc.cli import add_flag, setup_logging
 from mobilenetv3_tipc.report import browser
 from mobilenetv3_tipc.report.build import build_report
 
@@ -23,10 +24,10 @@ logger = logging.getLogger("mobilenetv3_tipc.report")
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mobilenetv3_tipc.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-root", "--output_root", type=Path, default=Path("test_tipc/output"),
+    add_flag(parser, "output-root", type=Path, default=Path("test_tipc/output"),
                         help="folder with <model>/<MODE>/results_*.log (default: test_tipc/output)")
     parser.add_argument("--out", type=Path, default=None, help="page to write (default: OUTPUT_ROOT/report.html)")
-    parser.add_argument("--junit-out", "--junit_out", type=Path, default=None,
+    add_flag(parser, "junit-out", type=Path, default=None,
                         help="also merge every chain's JUnit file into this one")
     parser.add_argument("--repo", type=Path, default=None,
                         help="folder the chains ran in; step log paths are relative to it "
@@ -40,7 +41,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = get_args_parser().parse_args(argv)
     if not args.output_root.is_dir():
         logger.error("%s: output root not found (run a chain first)", args.output_root)

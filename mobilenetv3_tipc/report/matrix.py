@@ -12,11 +12,13 @@ that really ran is the status line's ``(inference engine: NAME)`` note or the JS
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobilenetv3_tipc.cli import str2bool
 from mobilenetv3_tipc.report.results import Chain, Step
 
 FLAG_RE = re.compile(r"(?:^|\s)--?(?P<key>[A-Za-z][A-Za-z0-9_.-]*)=(?P<value>\S+)")
@@ -82,12 +84,11 @@ class Cell:
 
 
 def _truth(value: str) -> str:
-    low = value.strip().strip("\"'").lower()
-    if low in ("true", "1", "yes", "on"):
-        return "True"
-    if low in ("false", "0", "no", "off"):
-        return "False"
-    return value
+    """``"True"``/``"False"`` for a boolean word of :func:`cli.str2bool`, else VALUE as written."""
+    try:
+        return str(str2bool(value.strip().strip("\"'")))
+    except argparse.ArgumentTypeError:
+        return value
 
 
 def _norm(key: str) -> str:

@@ -42,6 +42,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mobilenetv3_tipc.cli import setup_logging
+
 logger = logging.getLogger("netns")
 
 DEFAULT_SUBNET = "10.213.0.0/24"
@@ -296,7 +298,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="netns: %(message)s", stream=sys.stderr)
+    setup_logging()
     args = get_args_parser().parse_args(argv)
     reason = unavailable_reason()
     if reason:
