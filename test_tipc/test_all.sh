@@ -5,11 +5,13 @@
 #   bash test_tipc/test_all.sh [MODEL ...]
 #
 # MODEL is a folder name under test_tipc/configs/ (mobilenet_v3_small, ...). Run from the
-# repository root. Each config is mapped to its chain script and MODE by CHAIN_TABLE below and
-# run the way its own docs say: `bash test_tipc/prepare.sh CONFIG MODE`, then
-# `bash test_tipc/SCRIPT CONFIG MODE`. Chains run in dependency order (the lite chain first:
-# it trains the weights the other chains fall back to offline) and a red chain does not stop
-# the next one. A config with no script yet is recorded skipped with the reason.
+# repository root. The engine plans the run (`python -m mobilenetv3_tipc.tipc catalog MODEL ...`:
+# each config's chain script and MODE, in dependency order -- the lite chain first: it trains the
+# weights the other chains fall back to offline) and each chain runs the way its own docs say:
+# `bash test_tipc/prepare.sh CONFIG MODE`, then `bash test_tipc/SCRIPT CONFIG MODE [ARGS]`. A red
+# chain does not stop the next one. A config with no script yet is recorded skipped with the reason.
+# The benchmark chain runs one spec here (ARGS dynamic_bs8_fp32_DP_N1C1, see BENCHMARK_SPEC in
+# mobilenetv3_tipc/tipc/runall.py): its whole matrix is for benchmark_train.sh itself.
 #
 # Output, in test_tipc/output/:
 #   <model>/<MODE>/results_<kind>[.<config>].{log,json,xml}  each chain's results, as the chain
@@ -21,52 +23,28 @@
 #   results_all.xml   every chain's JUnit merged into one file;
 #   report.html       the static report (python -m mobilenetv3_tipc.report), and report.png
 #                     (its screenshot) when chromium is installed.
-# The last line printed is `N passed, N failed, N skipped` over the steps of every chain (a red
-# chain with no failed step line, e.g. prepare.sh failed, counts as one failed; a chain without
-# a script as one skipped). Exit status: 0 when no chain failed, 1 when one did, 2 usage error.
+# Each chain's verdict and the last line printed, `N passed, N failed, N skipped` over the steps
+# of every chain, come from the engine (`python -m mobilenetv3_tipc.tipc verdict` / `summary`). Exit status: 0 when no chain failed, 1 when one did, 2 usage error.
 #
 # Environment: TIPC_OFFLINE (default 1: prepare.sh never downloads), TIPC_REPORT_PYTHON
-# (interpreter for the report, default python), and whatever the chains read (TIPC_PYTHON,
+# (interpreter for the engine's plan, verdicts, summary and report; default python), and whatever the chains read (TIPC_PYTHON,
 # TIPC_STEP_TIMEOUT, NO_COLOR).
 
 set -uo pipefail
-# extglob for the CHAIN_TABLE globs (train_!(ptq)_...), nullglob for loops over files.
-shopt -s extglob nullglob
+shopt -s nullglob
 
 readonly CONFIG_ROOT="test_tipc/configs"
 readonly OUTPUT_ROOT="test_tipc/output"
 readonly MANIFEST="${OUTPUT_ROOT}/test_all.tsv"
 readonly MERGED_JUNIT="${OUTPUT_ROOT}/results_all.xml"
 readonly SCREENSHOT="${OUTPUT_ROOT}/report.png"
+readonly MANIFEST_HEADER=(model mode config script status rc seconds results console reason)
 
-# The one mapping config -> chain. Fields: rank|config name glob (extglob)|section the config
-# must have (- = none)|script under test_tipc/|MODE. Every matching row is one chain; chains run
-# by rank, then config name. Rank 10 first: offline, prepare.sh of the chains after it takes the
-# weights it trains (./pretrain_models/<model>_pretrained.pdparams), so the chains that start from
-# those weights (20-40) come next, then the other training chains.
-readonly CHAIN_TABLE=(
-  "10|train_infer_python.txt|-|test_train_inference_python.sh|lite_train_lite_infer"
-  "20|train_ptq_infer_python.txt|-|test_ptq_inference_python.sh|whole_infer"
-  "30|paddle2onnx_*.txt|-|test_paddle2onnx.sh|paddle2onnx_infer"
-  "40|serving_*.txt|-|test_serving.sh|serving_infer"
-  "50|train_!(ptq)_infer_python.txt|-|test_train_inference_python.sh|lite_train_lite_infer"
-  "60|train_dy2static_python.txt|-|test_train_dy2static_python.sh|lite_train_lite_infer"
-  "70|train_infer_python.txt|train_benchmark_params|benchmark_train.sh|benchmark_train"
-  "70|*benchmark_train*.txt|-|benchmark_train.sh|benchmark_train"
-)
+readonly PYTHON="${TIPC_REPORT_PYTHON:-python}"
 
-# Totals over every chain, and the chain currently running (stopped on INT/TERM).
-TOTAL_PASSED=0
-TOTAL_FAILED=0
-TOTAL_SKIPPED=0
-RED_CHAINS=0
-CHAIN_LINES=()
+# The chain currently running and its console follower (stopped on INT/TERM).
 CHILD_PID=""
 TAIL_PID=""
-# Step counts of the last results file read by count_steps.
-P=0
-F=0
-S=0
 
 usage() {
   printf 'usage: bash test_tipc/test_all.sh [MODEL ...]\n  MODEL: a folder of %s (default: all)\n' \
@@ -115,14 +93,10 @@ run_logged() {
 }
 
 #######################################
-# The model_name a config names (its first model_name: line), else the fallback.
+# The engine's run-all commands (mobilenetv3_tipc/tipc/runall.py) with the repository importable.
 #######################################
-model_name_of() {
-  local config="$1" fallback="$2" line
-  line="$(grep -m 1 -E '^[[:space:]]*model_name[[:space:]]*:' "${config}" 2>/dev/null)"
-  line="${line#*:}"
-  line="${line//[[:space:]]/}"
-  printf '%s\n' "${line:-${fallback}}"
+engine() {
+  PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}" "${PYTHON}" -m mobilenetv3_tipc.tipc "$@" </dev/null
 }
 
 #######################################
@@ -144,76 +118,49 @@ manifest_row() {
 }
 
 #######################################
-# Count the status lines of a results file into the globals P F S.
-#######################################
-count_steps() {
-  local results="$1"
-  P=0
-  F=0
-  S=0
-  [[ -f "${results}" ]] || return 0
-  P="$(grep -c 'Run successfully with command - ' "${results}")"
-  F="$(grep -c 'Run failed with command - ' "${results}")"
-  S="$(grep -c 'Run skipped with command - ' "${results}")"
-}
-
-#######################################
-# Record a chain's verdict: totals, manifest row, one console line.
-# Arguments: model, mode, config, script, status, rc, seconds, results, console, reason.
+# Record a chain's verdict: one manifest row and one console line.
+# Arguments: model, mode, config, script, status, rc, seconds, results, console, reason,
+# and the step counts passed, failed, skipped.
 #######################################
 record_chain() {
   local model="$1" mode="$2" config="$3" script="$4" status="$5" rc="$6" seconds="$7"
   local results="$8" console="$9" reason="${10}" line
-  count_steps "${results}"
-  TOTAL_PASSED=$((TOTAL_PASSED + P))
-  TOTAL_FAILED=$((TOTAL_FAILED + F))
-  TOTAL_SKIPPED=$((TOTAL_SKIPPED + S))
-  if [[ "${status}" == failed ]]; then
-    RED_CHAINS=$((RED_CHAINS + 1))
-    ((F == 0)) && TOTAL_FAILED=$((TOTAL_FAILED + 1))
-  elif [[ "${status}" == skipped ]] && ((P + F + S == 0)); then
-    TOTAL_SKIPPED=$((TOTAL_SKIPPED + 1))
-  fi
   manifest_row "${model}" "${mode}" "${config}" "${script}" "${status}" "${rc}" "${seconds}" \
     "${results}" "${console}" "${reason}"
   line="$(printf '%-8s %s %s (%s): %d passed, %d failed, %d skipped, %s s' \
-    "${status}" "${config}" "${mode}" "${script}" "${P}" "${F}" "${S}" "${seconds}")"
+    "${status}" "${config}" "${mode}" "${script}" "${11:-0}" "${12:-0}" "${13:-0}" "${seconds}")"
   [[ -n "${reason}" ]] && line+=" -- ${reason}"
-  CHAIN_LINES+=("${line}")
   printf '== chain %s\n' "${line}"
 }
 
 #######################################
 # Remove the results files of the models about to run (their step logs stay): the report and
-# the totals then show this run only. Arguments: model folders under CONFIG_ROOT.
+# the totals then show this run only. Arguments: model names (output folders).
 #######################################
 clear_results() {
-  local dir config name old
-  local -A cleared=()
-  for dir in "$@"; do
-    for config in "${CONFIG_ROOT}/${dir}"/*.txt; do
-      name="$(model_name_of "${config}" "${dir}")"
-      [[ -n "${cleared[${name}]:-}" || ! -d "${OUTPUT_ROOT}/${name}" ]] && continue
-      cleared["${name}"]=1
-      for old in "${OUTPUT_ROOT}/${name}"/*/results_*.{log,json,times,xml}; do
-        rm -f -- "${old}"
-      done
+  local name old
+  for name in "$@"; do
+    for old in "${OUTPUT_ROOT}/${name}"/*/results_*.{log,json,times,xml}; do
+      rm -f -- "${old}"
     done
   done
 }
 
 #######################################
-# Prepare and run one chain; find the results file it wrote.
-# Arguments: config path, script name, mode.
+# Prepare and run one chain; record the engine's verdict on the results file it wrote.
+# Arguments: model, config path, script name, mode, the script's extra arguments (one word).
 #######################################
 run_chain() {
-  local config="$1" script="$2" mode="$3"
-  local model stem out_dir console stamp start rc=0 status reason="" results="" found
-  model="$(model_name_of "${config}" "$(basename "$(dirname "${config}")")")"
+  local model="$1" config="$2" script="$3" mode="$4" extra="$5"
+  local stem out_dir console stamp start rc=0 reason="" results="" found verdict
+  local status passed failed skipped
+  local -a extra_args=()
+  [[ -n "${extra}" ]] && read -r -a extra_args <<<"${extra}"
   stem="$(basename "${config}" .txt)"
   out_dir="${OUTPUT_ROOT}/${model}/${mode}"
   console="${OUTPUT_ROOT}/${model}/test_all/${stem}.${mode}.console.log"
-  printf '\n== chain %s %s: bash test_tipc/%s %s %s\n' "${config}" "${mode}" "${script}" "${config}" "${mode}"
+  printf '\n== chain %s %s: bash test_tipc/%s %s %s%s\n' "${config}" "${mode}" "${script}" "${config}" "${mode}" \
+    "${extra:+ ${extra}}"
   if [[ ! -f "test_tipc/${script}" ]]; then
     record_chain "${model}" "${mode}" "${config}" "test_tipc/${script}" skipped "" 0 "" "" \
       "test_tipc/${script} not found: this chain has no script yet"
@@ -228,9 +175,9 @@ run_chain() {
   run_logged "${console}" bash test_tipc/prepare.sh "${config}" "${mode}" || prepare_rc=$?
   if ((prepare_rc != 0)); then
     rc=1
-    reason="prepare.sh ${config} ${mode} failed with exit code ${prepare_rc} (see ${console})"
+    reason="prepare.sh ${config} ${mode} failed with exit code ${prepare_rc}"
   else
-    run_logged "${console}" bash "test_tipc/${script}" "${config}" "${mode}" || rc=$?
+    run_logged "${console}" bash "test_tipc/${script}" "${config}" "${mode}" "${extra_args[@]}" || rc=$?
   fi
   local seconds=$((SECONDS - start))
   # The results file this chain wrote: the one in its MODE folder written since it started.
@@ -240,63 +187,24 @@ run_chain() {
     fi
   done
   rm -f -- "${stamp}"
-  count_steps "${results}"
-  status=passed
-  if ((rc != 0 || F > 0 || P == 0)); then
-    status=failed
+  if ! verdict="$(engine verdict "${results}" "${rc}" "${reason}")"; then
+    verdict=$'failed\t0\t0\t0\tthe engine gave no verdict'
   fi
-  if [[ -n "${results}" && -z "${reason}" ]] && ((P + F == 0)); then
-    reason="no step ran (every step was skipped)"
-  fi
-  if [[ -z "${results}" && -z "${reason}" ]]; then
-    reason="no results file written (chain exit code ${rc}; see ${console})"
-  elif [[ "${status}" == failed && -z "${reason}" && ${F} -eq 0 ]]; then
-    reason="chain exit code ${rc} (see ${console})"
-  fi
+  IFS=$'\t' read -r status passed failed skipped reason <<<"${verdict}"
+  [[ "${status}" == failed && -n "${reason}" ]] && reason+=" (see ${console})"
   record_chain "${model}" "${mode}" "${config}" "test_tipc/${script}" "${status}" "${rc}" "${seconds}" \
-    "${results}" "${console}" "${reason}"
-}
-
-#######################################
-# Print the chains of one model dir as `rank|config|script|mode` lines, in run order.
-#######################################
-chains_of_model() {
-  local dir="$1" config name row rank glob section script mode matched
-  local -a lines=()
-  for config in "${dir}"/*.txt; do
-    [[ -f "${config}" ]] || continue
-    name="$(basename "${config}")"
-    matched=0
-    for row in "${CHAIN_TABLE[@]}"; do
-      IFS='|' read -r rank glob section script mode <<<"${row}"
-      # shellcheck disable=SC2053  # the glob is the table's pattern, matched on purpose
-      [[ "${name}" == ${glob} ]] || continue
-      if [[ "${section}" != - ]] && ! grep -q -E "^=+[[:space:]]*${section}[[:space:]]*=+$" "${config}"; then
-        continue
-      fi
-      lines+=("${rank}|${config}|${script}|${mode}")
-      matched=1
-    done
-    ((matched)) || lines+=("99|${config}|-|-")
-  done
-  ((${#lines[@]})) && printf '%s\n' "${lines[@]}" | sort -t '|' -k1,1n -k2,2
+    "${results}" "${console}" "${reason}" "${passed}" "${failed}" "${skipped}"
 }
 
 #######################################
 # Merge the JUnit files and write the report (and its screenshot when chromium exists).
 #######################################
 write_report() {
-  local python="${TIPC_REPORT_PYTHON:-python}"
-  local -a args=(-m mobilenetv3_tipc.report --output-root "${OUTPUT_ROOT}" --junit-out "${MERGED_JUNIT}"
-    --out "${OUTPUT_ROOT}/report.html")
+  local -a args=(--output-root "${OUTPUT_ROOT}" --junit-out "${MERGED_JUNIT}" --out "${OUTPUT_ROOT}/report.html")
   if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
     args+=(--screenshot "${SCREENSHOT}")
   fi
-  if ! command -v "${python}" >/dev/null 2>&1; then
-    err "interpreter '${python}' not found: no report (set TIPC_REPORT_PYTHON or activate the venv)"
-    return 1
-  fi
-  PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}" "${python}" "${args[@]}" </dev/null
+  PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}" "${PYTHON}" -m mobilenetv3_tipc.report "${args[@]}" </dev/null
 }
 
 main() {
@@ -304,51 +212,49 @@ main() {
     err "run this script from the repository root (where ${CONFIG_ROOT}/ is), not from $(pwd)"
     exit 2
   fi
-  local -a models=("$@")
-  local model dir
-  if ((${#models[@]} == 0)); then
-    for dir in "${CONFIG_ROOT}"/*/; do
-      models+=("$(basename "${dir}")")
-    done
+  if ! command -v "${PYTHON}" >/dev/null 2>&1; then
+    err "interpreter '${PYTHON}' not found (set TIPC_REPORT_PYTHON or activate the venv)"
+    exit 2
   fi
-  for model in "${models[@]}"; do
-    if [[ "${model}" == -* || ! -d "${CONFIG_ROOT}/${model}" ]]; then
-      err "no model '${model}' in ${CONFIG_ROOT}/"
-      usage
-      exit 2
-    fi
-  done
+  local plan
+  if ! plan="$(engine catalog "$@")"; then
+    usage
+    exit 2
+  fi
   export TIPC_OFFLINE="${TIPC_OFFLINE:-1}"
   trap on_signal INT TERM
   mkdir -p "${OUTPUT_ROOT}"
-  clear_results "${models[@]}"
+  local -a lines=()
+  [[ -n "${plan}" ]] && mapfile -t lines <<<"${plan}"
+  local line model config script mode extra
+  local -a models=()
+  for line in "${lines[@]}"; do
+    IFS=$'\t' read -r model _ <<<"${line}"
+    models+=("${model}")
+  done
+  ((${#models[@]})) && clear_results "${models[@]}"
   : >"${MANIFEST}"
-  manifest_row model mode config script status rc seconds results console reason
-  local line rank config script mode
-  for model in "${models[@]}"; do
-    while IFS= read -r line; do
-      IFS='|' read -r rank config script mode <<<"${line}"
-      if [[ "${script}" == - ]]; then
-        printf '\n== chain %s: no chain script for this config name\n' "${config}"
-        record_chain "${model}" "-" "${config}" "-" skipped "" 0 "" "" \
-          "no chain script for this config name (see CHAIN_TABLE in test_tipc/test_all.sh)"
-        continue
-      fi
-      run_chain "${config}" "${script}" "${mode}"
-    done < <(chains_of_model "${CONFIG_ROOT}/${model}")
+  manifest_row "${MANIFEST_HEADER[@]}"
+  for line in "${lines[@]}"; do
+    IFS=$'\t' read -r model config script mode extra <<<"${line}"
+    if [[ "${script}" == - ]]; then
+      printf '\n== chain %s: no chain script for this config name\n' "${config}"
+      record_chain "${model}" "-" "${config}" "-" skipped "" 0 "" "" \
+        "no chain script for this config name (see KINDS in mobilenetv3_tipc/tipc/chain.py)"
+      continue
+    fi
+    run_chain "${model}" "${config}" "${script}" "${mode}" "${extra}"
   done
   trap - INT TERM
 
-  local report_status=0
+  local report_status=0 summary_status=0
   printf '\n'
   write_report || report_status=1
-  printf '\n== %d chains, %d red\n' "${#CHAIN_LINES[@]}" "${RED_CHAINS}"
-  ((${#CHAIN_LINES[@]})) && printf '  %s\n' "${CHAIN_LINES[@]}"
   if ((report_status)); then
     err "the report could not be written (see above)"
   fi
-  printf '%d passed, %d failed, %d skipped\n' "${TOTAL_PASSED}" "${TOTAL_FAILED}" "${TOTAL_SKIPPED}"
-  if ((RED_CHAINS > 0 || report_status)); then
+  engine summary "${MANIFEST}" || summary_status=$?
+  if ((summary_status || report_status)); then
     return 1
   fi
   return 0

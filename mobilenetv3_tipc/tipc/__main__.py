@@ -83,6 +83,8 @@ def run_chain(kind: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["catalog"], ["verdict"], ["summary"]):  # the run-all's (test_all.sh) commands
+        return importlib.import_module("mobilenetv3_tipc.tipc.runall").main(args)
     if not args or args[0] not in (*RESULTS, *OWN_MAIN, "prepare", "report"):
         print(__doc__, file=sys.stderr)
         return EXIT_USAGE
