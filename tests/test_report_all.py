@@ -176,3 +176,21 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_catalog_of_the_real_configs_is_the_engine_mapping() -> None:
+    from mobilenetv3_tipc.tipc.chain import KINDS
+    from mobilenetv3_tipc.tipc.runall import BENCHMARK_SPEC, catalog
+
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        runs = catalog(["mobilenet_v3_small"])
+    finally:
+        os.chdir(cwd)
+    names = [(r.config.name, r.script, r.mode) for r in runs]
+    assert names[0] == ("train_infer_python.txt", KINDS["train"][3], "lite_train_lite_infer")  # trains the weights
+    assert names[-1] == ("train_infer_python.txt", "benchmark_train.sh", "benchmark_train")
+    assert runs[-1].args == [BENCHMARK_SPEC] and all(not r.args for r in runs[:-1])
+    configs = sorted(p.name for p in (REPO_ROOT / "test_tipc/configs/mobilenet_v3_small").glob("*.txt"))
+    assert sorted({n for n, _, _ in names}) == configs and "-" not in {s for _, s, _ in names}
