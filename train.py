@@ -9,7 +9,7 @@ Evaluation only:
     python train.py --test-only --data-path=./ILSVRC2012 --pretrained=./mobilenet_v3_small_pretrained.pdparams
 Dynamic-to-static training (paddle.jit.to_static, full graph), a bounded benchmark run, the profiler:
     python train.py --to_static --max-steps 20 --data-path=./lite_data --device cpu
-    python train.py --max-steps 20 --data-path=./lite_data --device cpu --output-dir=OUT \
+    python train.py --max-steps 20 --batch-size 2 --data-path=./lite_data --device cpu --output-dir=OUT \
         --profiler_options "batch_range=[10,20];state=CPU;profile_path=model.profile"
 VisualDL logs (optional package visualdl) under OUT/vdl, then ``visualdl --logdir OUT/vdl``:
     python train.py --use_visualdl --output-dir=OUT --data-path=./lite_data --device cpu
