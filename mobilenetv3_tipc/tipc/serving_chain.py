@@ -24,12 +24,25 @@ The real backend's steps are skipped, never passed, when its Python 3.9 env is u
 (no interpreter, or no network for the first install); the chain is then green on our
 backend alone. Real-backend served steps skipped for any other reason but missing hardware
 make the chain red.
+
+Optional Ray Serve step (``serving_ray_replicas:N`` in the config, or ``TIPC_SERVING_RAY_REPLICAS``;
+``null``/absent = off): after the other backends stopped, ``ray_serve_app.py`` serves the chain's
+model with N replicas on a local Ray (its own process group, a short ``--ray-temp-dir`` under the
+output folder), the same client posts the images and the same check compares them with Paddle
+Inference; then the app is stopped by its group and no process of its session may be left. When
+Ray is not importable the app exits 77 and the Ray steps are skipped with that reason. The Ray
+steps are never the chain's defining step (their group is ``ray``, not ``serve``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import socket
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,12 +62,20 @@ CONVERTER = "tools/export_serving_model.py"
 UPSTREAM_CONVERT = "paddle_serving_client.convert"
 PROBE_IMAGE = "images/demo.jpg"
 KEYS = frozenset({"model_name", "python", "trans_model", "serving_dir", "web_service", "pipeline", "check", "export",
-                  "ready_timeout", "inference_model_url", "serving_backend", "null"})
+                  "ready_timeout", "inference_model_url", "serving_backend", "serving_ray_replicas", "null"})
 FLAGS = frozenset({"dirname", "model_filename", "params_filename", "serving_server", "serving_client", "image_dir",
                    "img_path", "save_inference_dir", "pretrained", "use_gpu"})
 STOP_TIMEOUT = 20
 REAL_STOP_TIMEOUT = 30
 ENV_UNAVAILABLE = "the real Paddle Serving environment is unavailable"
+RAY_APP = "deploy/serving_python/ray_serve_app.py"
+RAY_REPLICAS_KEY = "serving_ray_replicas"
+RAY_REPLICAS_ENV = "TIPC_SERVING_RAY_REPLICAS"
+RAY_STOP_TIMEOUT = 60  # Ray Serve's controller shutdown alone may take ~33 s when a daemon is lost
+RAY_LEFTOVER_WAIT = 15.0  # Ray's workers exit a few seconds after the driver's ray.shutdown()
+# Ray's unix socket paths (TEMP/session_<date>_<pid>/sockets/plasma_store) must stay under ~107
+# characters: a temp dir longer than this goes to /tmp instead (named in the log, removed after).
+RAY_TEMP_MAX = 40
 
 
 @dataclass
@@ -181,6 +202,20 @@ class ServingChain:
         self.real_unavailable = ""  # why the real backend cannot run here at all (no env)
         self.real_steps: list[Step] = []  # the real backend's served steps (client, check)
         self.rpc_port = 0
+        self.ray_replicas = self.choose_ray_replicas()
+
+    def choose_ray_replicas(self) -> int:
+        """Replicas of the optional Ray Serve step: 0 = off (``null``, absent, or the env var set to 0/null)."""
+        entry = self.cfg.entry(RAY_REPLICAS_KEY)
+        override = os.environ.get(RAY_REPLICAS_ENV, "").strip()
+        value = override or (entry.value.strip() if entry is not None else "")
+        if not value or is_null(value) or value == "0":
+            return 0
+        if not value.isdigit():
+            where = f" (from {RAY_REPLICAS_ENV})" if override else ""
+            raise self.cfg.error(None if override else entry,
+                                 f"{RAY_REPLICAS_KEY} '{value}'{where}: a whole number of replicas, or null (off)")
+        return int(value)
 
     def choose_backends(self) -> list:
         """The backends to run, ours last (the real one is up first, so the differential has both)."""
@@ -227,6 +262,8 @@ class ServingChain:
                 run.skip(f"{self.trans.value} (trans_model)", OwnService().convert_note(), group="convert")
             for devices in self.devices:
                 self.variant(run, devices)
+            if self.ray_replicas:
+                self.ray_variant(run)
         defining_check(run, "serve", "served predictions")
         self.check_real_ran(run)
 
@@ -373,3 +410,110 @@ class ServingChain:
                   "--ours", f"http://127.0.0.1:{up['ours']}", "--real", f"http://127.0.0.1:{up['paddle_serving']}",
                   "--images", self.image_dir, "--json", str((self.ctx.out_dir / "differential.json").resolve())],
                  self.ctx.log("differential"), group="differential", cwd=self.serving_dir)
+
+    # -- optional: Ray Serve replicas ---------------------------------------------------------------------------
+
+    def ray_argv(self, port: int, temp_dir: Path) -> list[str]:
+        """ray_serve_app.py with the server command's own flags (config.yml), opts and model; CPU only."""
+        flags = self.web_argv[len(self.ctx.python) + 1:]  # after the interpreter and web_service.py
+        n = self.ray_replicas
+        return [*self.ctx.python, str(self.ctx.root / RAY_APP), *flags, *self.opts,
+                "--opt", f"{MODEL_OPT}={self.model_dir}", "--opt", f"{DEVICES_OPT}=",
+                "--num-replicas", str(n), "--num-cpus", "1", "--ray-num-cpus", str(n),
+                "--ray-temp-dir", str(temp_dir), "--host", "127.0.0.1", "--port", str(port)]
+
+    def ray_temp_dir(self) -> tuple[Path, bool]:
+        """Ray's session folder and whether the chain made it outside its output folder (then removed after)."""
+        inside_out = (self.ctx.out_dir / "ray").resolve()
+        if len(str(inside_out)) <= RAY_TEMP_MAX:
+            inside_out.mkdir(parents=True, exist_ok=True)
+            return inside_out, False
+        return Path(tempfile.mkdtemp(prefix="tipc-ray-", dir="/tmp")), True
+
+    def ray_variant(self, run: Run) -> None:
+        """N Ray Serve replicas of the model: start, wait for every replica, client, check, stop, nothing left."""
+        n = self.ray_replicas
+        what = f"(Ray Serve, {n} replicas)"
+        served = [f"pipeline client {what}", f"compare with Paddle Inference {what}"]
+        port = free_port()
+        temp_dir, scratch = self.ray_temp_dir()
+        server_log = self.ctx.log("server_ray").resolve()
+        jsonl = (self.ctx.out_dir / "client_ray.jsonl").resolve()
+        jsonl.unlink(missing_ok=True)
+        proc = None
+        try:
+            proc = run.start_background(self.ray_argv(port, temp_dir), server_log, cwd=self.serving_dir)
+            print(f"started the Ray Serve app: pid {proc.pid}, port {port}, Ray temp dir {temp_dir}, "
+                  f"log {server_log}", flush=True)
+            ready = run.step([*self.ctx.python, *SERVER_CONTROL, "wait-ready", "--pid", str(proc.pid), "--url",
+                              f"http://127.0.0.1:{port}/health", "--server-log", str(server_log),
+                              "--timeout", self.ready_timeout], self.ctx.log("server_ray_ready"), group="ray")
+            why = ""
+            if ready.status == "skipped":
+                why = f"Ray Serve cannot run here: {ready.reason}"
+            elif ready.status != "passed":
+                why = f"the Ray Serve app did not become ready (see {server_log})"
+            elif not self.wait_replicas(run, proc, server_log, n):
+                why = f"the Ray Serve app did not start {n} replicas (see {server_log})"
+                run.fail(f"Ray Serve {n} replicas", f"{why} within {self.ready_timeout} s", group="ray")
+            if why:
+                for item in served:
+                    run.skip(item, why, group="ray", hardware=ready.status == "skipped")
+            else:
+                client = [*self.pipeline_argv, "--image_dir", self.image_dir, "--url",
+                          f"http://127.0.0.1:{port}/{OwnService.service}/prediction", "--output", str(jsonl)]
+                run.step(client, self.ctx.log("client_ray").resolve(), group="ray", cwd=self.serving_dir)
+                run.step([*self.check_argv, "--responses", str(jsonl), "--model-dir", str(self.model_dir)],
+                         self.ctx.log("check_ray").resolve(), group="ray", cwd=self.serving_dir)
+            if proc.poll() is None:
+                run.step([*self.ctx.python, *SERVER_CONTROL, "stop", "--pid", str(proc.pid), "--timeout",
+                          str(RAY_STOP_TIMEOUT)], self.ctx.log("server_ray_stop"), group="ray")
+            left = self.wait_session_gone(proc.pid)
+            if left:
+                run.fail(f"Ray Serve processes left after the stop {what}",
+                         f"{len(left)} process(es) of the app's session {proc.pid} still ran "
+                         f"{RAY_LEFTOVER_WAIT:.0f} s after the stop (killed): {left}", group="ray")
+        finally:
+            if proc is not None:
+                run.stop_background(proc)
+                for pid in session_processes(proc.pid):  # the Ray daemons of the session this chain made
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            if scratch:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+
+    def wait_replicas(self, run: Run, proc: object, server_log: Path, n: int) -> bool:
+        """True once the app logged that serve.run saw all N replicas healthy (health answers with one)."""
+        mark = f"Ray Serve: {n} replica(s) on"
+        deadline = time.monotonic() + int(self.ready_timeout)
+        while time.monotonic() < deadline and proc.poll() is None:
+            run.check_interrupted()
+            if mark in server_log.read_text(encoding="utf-8", errors="replace"):
+                return True
+            time.sleep(0.2)
+        return mark in server_log.read_text(encoding="utf-8", errors="replace")
+
+    @staticmethod
+    def wait_session_gone(sid: int) -> list[int]:
+        """PIDs of session SID still alive RAY_LEFTOVER_WAIT s from now (empty as soon as none is)."""
+        deadline = time.monotonic() + RAY_LEFTOVER_WAIT
+        while True:
+            left = session_processes(sid)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.25)
+
+
+def session_processes(sid: int) -> list[int]:
+    """PIDs (not zombies) whose session id is SID, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):  # fields: state ppid pgrp session ...
+            found.append(int(entry.name))
+    return found
