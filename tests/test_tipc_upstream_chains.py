@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mobilenetv3_tipc.tipc.results import results_name
 from tests.fixtures.workspace import copy_repo, make_tipc_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.tipc]
@@ -57,7 +58,7 @@ def test_step6_pact_layout_runs_int8_inference(tipc_workspace: Path) -> None:
     config = layout(tipc_workspace, "step6_train_pact_infer_python.txt")
     assert run(tipc_workspace, "test_tipc/prepare.sh", config, "lite_train_lite_infer").returncode == 0
     green(run(tipc_workspace, "test_tipc/test_train_inference_python.sh", config, "lite_train_lite_infer"))
-    lines = results(tipc_workspace, "lite_train_lite_infer", "results_python.log")
+    lines = results(tipc_workspace, "lite_train_lite_infer", results_name("results_python.log", config))
     int8 = [line for line in lines if "infer.py" in line and "--precision=int8" in line]
     assert any(line.startswith("Run successfully") for line in int8), lines
 
