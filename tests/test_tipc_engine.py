@@ -202,15 +202,49 @@ def test_matrix_expansion_counts_and_order(tmp_path: Path) -> None:
 
 
 def test_skip_rules_float_model(tmp_path: Path) -> None:
-    cells = full_matrix(tmp_path).cells(quant=False, cuda=False)
+    """The harness's skips are infer.py's refusals (engine.select_engine), worded as infer.py words them."""
+    cells = full_matrix(tmp_path).cells(quant=False, cuda=False, bfloat16=True)
     ran = [c for c in cells if not c.skip]
     assert {(c.values["enable_mkldnn"], c.values["precision"]) for c in ran} == {
         ("True", "fp32"), ("True", "fp16"), ("False", "fp32")}
-    reasons = {c.skip for c in cells if c.skip}
-    assert reasons == {matrix.NO_CUDA, "int8 needs a quantized model", "fp16 on GPU needs TensorRT",
-                       "int8 needs a quantized model; this one is float", "fp16 on CPU needs MKLDNN",
-                       "int8 on CPU needs MKLDNN"}
-    assert all(c.hardware == (c.skip == matrix.NO_CUDA) for c in cells if c.skip)
+    hardware = {c.skip for c in cells if c.skip and c.hardware}
+    assert hardware == {matrix.NO_CUDA, "TensorRT needs CUDA; this Paddle build or machine has no GPU"}
+    assert all(c.device == "gpu" for c in cells if c.hardware)
+    rules = {c.skip for c in cells if c.skip and not c.hardware}
+    assert rules == {"int8 needs a quantized model (deploy/ptq_python/post_quant.py or train.py --pact_quant)",
+                     "fp16 on CPU needs oneDNN (--enable-mkldnn True)"}
+
+
+def test_reduced_precision_without_bfloat16_is_a_hardware_skip(tmp_path: Path) -> None:
+    cells = full_matrix(tmp_path).cells(quant=False, cuda=False, bfloat16=False)
+    fp16 = [c for c in cells if c.device == "cpu" and c.values["precision"] == "fp16"
+            and c.values["enable_mkldnn"] == "True"]
+    assert fp16 and all(c.hardware and "avx512_bf16" in c.skip for c in fp16)
+
+
+def test_harness_and_infer_share_one_boolean_vocabulary(tmp_path: Path) -> None:
+    from mobilenetv3_tipc.cli import str2bool
+    from mobilenetv3_tipc.tipc.config import parse_bool
+
+    for word in ("y", "Yes", "on", "1", "True", "n", "off", "0", "False", "Fasle"):
+        assert parse_bool(word) == str2bool(word)
+    text = "===infer_params===\n--use-gpu:False\n--enable-mkldnn:y|n\n"
+    cells = matrix.Matrix.from_config(Config.load(write(tmp_path, text)), "infer_params", "m").cells(False, False)
+    assert [(c.values["enable_mkldnn"], bool(c.skip)) for c in cells] == [("y", False), ("n", False)]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--enable-mkldnn:Ture|False", r"cfg\.txt:3: --enable-mkldnn must be True or False, got 'Ture'"),
+    ("--use-tensorrt:maybe", r"cfg\.txt:3: --use-tensorrt must be True or False, got 'maybe'"),
+    ("--use-openvino:False|2x", r"cfg\.txt:3: --use-openvino must be True or False, got '2x'"),
+    ("--precision:fp32|bf16", r"cfg\.txt:3: --precision: unknown precision 'bf16' \(fp32, fp16, int8\)"),
+    ("--cpu-threads:1|two", r"cfg\.txt:3: --cpu-threads: expected a positive whole number, got 'two'"),
+    ("--batch-size:0", r"cfg\.txt:3: --batch-size: expected a positive whole number, got '0'"),
+])
+def test_every_matrix_value_is_checked_at_plan_time(tmp_path: Path, line: str, message: str) -> None:
+    cfg = Config.load(write(tmp_path, f"===infer_params===\n--use-gpu:False\n{line}\n"))
+    with pytest.raises(ConfigError, match=message):
+        matrix.Matrix.from_config(cfg, "infer_params", "m")
 
 
 def test_skip_rules_quantized_model(tmp_path: Path) -> None:
@@ -235,7 +269,7 @@ def test_quantized_model_without_precision_line_runs_int8(tmp_path: Path) -> Non
 def test_use_fp16_and_openvino_axes(tmp_path: Path) -> None:
     text = ("===infer_params===\n-o Global.use_gpu:False\n-o Global.use_fp16:True|False\n--use-openvino:False|True\n"
             "--enable-mkldnn:False|True\n")
-    cells = matrix.Matrix.from_config(Config.load(write(tmp_path, text)), "infer_params", "m").cells(False, False)
+    cells = matrix.Matrix.from_config(Config.load(write(tmp_path, text)), "infer_params", "m").cells(False, False, True)
     runs = [(c.values["enable_mkldnn"], c.values["use_openvino"], c.values["precision"]) for c in cells if not c.skip]
     # OpenVINO: float fp32 only, and in place of oneDNN (infer.py refuses it with --enable-mkldnn True)
     assert runs == [("False", "False", "fp32"), ("False", "True", "fp32"), ("True", "False", "fp16"),
@@ -410,6 +444,10 @@ SCRIPTS = ["train.py", "tools/export_model.py", "deploy/inference_python/infer.p
            "deploy/onnx_python/infer.py"]
 
 
+STDLIB_MODULES = ("cli.py", "hardware.py", "training/__init__.py", "training/profiler.py", "inference/__init__.py",
+                  "inference/engine.py", "export/__init__.py", "export/layout.py")
+
+
 def fake_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     shutil.copytree(REPO_ROOT / "test_tipc", root / "test_tipc", ignore=shutil.ignore_patterns("output"))
@@ -417,9 +455,10 @@ def fake_root(tmp_path: Path) -> Path:
     shutil.copy(REPO_ROOT / "mobilenetv3_tipc" / "__init__.py", root / "mobilenetv3_tipc")
     shutil.copytree(REPO_ROOT / "mobilenetv3_tipc" / "tipc", root / "mobilenetv3_tipc" / "tipc",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    # the stdlib-only modules the benchmark_train reader uses (exit codes, --profiler_options)
-    (root / "mobilenetv3_tipc" / "training").mkdir()
-    for name in ("cli.py", "training/__init__.py", "training/profiler.py"):
+    # the stdlib-only modules the harness imports: exit codes and booleans, --profiler_options,
+    # infer.py's engine rules, the model-folder layout
+    for name in STDLIB_MODULES:
+        (root / "mobilenetv3_tipc" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / "mobilenetv3_tipc" / name, root / "mobilenetv3_tipc" / name)
     for name in SCRIPTS:
         (root / name).parent.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,12 @@ Every error names ``FILE:LINE`` (:class:`ConfigError`).
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from mobilenetv3_tipc.cli import str2bool
 
 SECTION_RE = re.compile(r"^=+\s*([A-Za-z0-9_]*)\s*=+$")
 MODE_ITEM_RE = re.compile(r"^([A-Za-z0-9_]*(?:train|infer))=(.*)$")
@@ -38,9 +41,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 _CANONICAL = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
 
-TRUE_WORDS = frozenset({"true", "1", "yes", "on", "gpu"})
-# PaddleClas ships `infer_quant:Fasle` in every MobileNetV3 config.
-FALSE_WORDS = frozenset({"false", "fasle", "0", "no", "off", "cpu"})
 
 
 class ConfigError(Exception):
@@ -208,9 +208,8 @@ class Config:
 
 
 def parse_bool(value: str, where: str = "", key: str = "value") -> bool:
-    word = unquote(value).lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ConfigError(f"{where}: {key} must be True or False, got '{value}'")
+    """:func:`mobilenetv3_tipc.cli.str2bool` (the one boolean vocabulary, infer.py's too), or a FILE:LINE error."""
+    try:
+        return str2bool(unquote(value))
+    except argparse.ArgumentTypeError:
+        raise ConfigError(f"{where}: {key} must be True or False, got '{value}'") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobilenetv3_tipc.inference.engine import cpu_bfloat16
 from mobilenetv3_tipc.tipc.chain import Context, cuda_available, render_flag
 from mobilenetv3_tipc.tipc.config import Entry, is_null, mode_value
 from mobilenetv3_tipc.tipc.matrix import AXES, Matrix
@@ -58,7 +59,7 @@ class InferencePlan:
             gpu_env: dict[str, str] | None = None) -> None:
         needs_cuda = any(c.device == "gpu" for c in self.matrix.cells(quant, True))
         cuda = cuda_available(ctx.python) if needs_cuda else False
-        for cell in self.matrix.cells(quant, cuda):
+        for cell in self.matrix.cells(quant, cuda, cpu_bfloat16()):
             argv = list(self.command)
             for key, value in cell.flags:
                 argv += render_flag(key, value)
