@@ -432,7 +432,11 @@ if [[ -n "${SLEEP_ON:-}" && "${args}" == *"${SLEEP_ON}"* ]]; then echo $$ >> "${
 if [[ -n "${FAIL_ON:-}" && "${args}" == *"${FAIL_ON}"* ]]; then echo "stub failure" >&2; exit 3; fi
 for a in "$@"; do
   case "${a}" in
-    --output-dir=*|--output_dir=*) d="${a#*=}"; mkdir -p "${d}"; touch "${d}/latest.pdparams" "${d}/x.pdmodel" ;;
+    --output-dir=*|--output_dir=*) d="${a#*=}"; mkdir -p "${d}"; touch "${d}/latest.pdparams" "${d}/x.pdmodel"
+      # train.py on CPU: AMP asked, trained in float32 (STUB_AMP_APPLIED=true plays a GPU)
+      if [[ "${args}" == *--amp* ]]; then
+        printf '{"amp": true, "amp_applied": %s}\n' "${STUB_AMP_APPLIED:-false}" > "${d}/args.json"
+      fi ;;
     --save-inference-dir=*|--save_inference_dir=*) mkdir -p "${a#*=}"; touch "${a#*=}/inference.pdmodel" ;;
     --save_file=*) mkdir -p "$(dirname "${a#*=}")"; touch "${a#*=}" ;;
   esac
@@ -796,13 +800,30 @@ def test_step6_amp_and_fleet_layouts(tmp_path: Path, name: str) -> None:
     lines = status_lines(root, "mobilenet_v3_small", "lite_train_lite_infer")
     if "amp" in name:
         assert calls[0].startswith("train.py --amp_level=O2 --epochs=1")
-        assert any("amp_train_gpus_-1_autocast_True_nodes_1_train.log" in line for line in lines)
+        train = [line for line in lines if "amp_train_gpus_-1_autocast_True_nodes_1_train.log" in line]
+        # AMP on CPU trains in float32: the train step is a hardware skip, never a pass...
+        assert len(train) == 1 and train[0].startswith("Run skipped with command"), lines
+        assert train[0].endswith("(AMP needs CUDA: ran in float32 here; eval/export/inference below use those weights)")
+        # ...and eval, export and inference still run on those weights; the chain is not red
+        assert any("amp_train_gpus_-1_autocast_True_nodes_1_export.log" in line and "successfully" in line
+                   for line in lines)
+        assert any("amp_train_gpus_-1_autocast_True_nodes_1_infer" in line and "successfully" in line
+                   for line in lines)
     else:
         assert calls[0].startswith("-m paddle.distributed.launch --nproc_per_node 2 --log_dir ")
         multinode = [line for line in lines if "--ips=192.168.0.1,192.168.0.2" in line]
         assert multinode and multinode[0].endswith(
             "(multi-node needs hosts: 192.168.0.1, 192.168.0.2 are not reachable here; "
             "run the same command on each host)")
+
+
+def test_amp_that_really_ran_passes(tmp_path: Path) -> None:
+    result, root, _ = dry_run(tmp_path, (LAYOUTS / "step6_train_amp_infer_python.txt").read_text(),
+                              "test_train_inference_python.sh", "lite_train_lite_infer", STUB_AMP_APPLIED="true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = status_lines(root, "mobilenet_v3_small", "lite_train_lite_infer")
+    train = [line for line in lines if "amp_train_gpus_-1_autocast_True_nodes_1_train.log" in line]
+    assert len(train) == 1 and train[0].startswith("Run successfully with command"), lines
 
 
 def test_log_names_from_a_hostile_config_stay_in_the_output_folder(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ reason; independent steps still run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -88,6 +89,20 @@ class TrainRun:
     hardware: bool = False
     gpu_env: dict[str, str] = field(default_factory=dict)
     hosts: list[HostLaunch] = field(default_factory=list)  # multi-node: one launch per host, run in parallel
+
+
+AMP_ON_CPU = "AMP needs CUDA: ran in float32 here; eval/export/inference below use those weights"
+
+
+def amp_check(step: Step, run_dir: Path) -> None:
+    """A train step asked for AMP that trained in float32 (train.py's ``amp_applied`` in args.json)
+    is skipped for missing hardware, not passed; its weights still feed the steps after it."""
+    try:
+        info = json.loads((run_dir / "args.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if info.get("amp") and info.get("amp_applied") is False:
+        step.status, step.reason, step.hardware = "skipped", AMP_ON_CPU, True
 
 
 def parse_device(ctx: Context, entry: Entry, text: str) -> Device:
@@ -430,10 +445,11 @@ class TrainChain:
         if tr.hosts:
             step = self.run_hosts(run, tr)
         else:
-            step = run.step(tr.train, self.ctx.log(f"{tr.name}_train"), group="train")
+            step = run.step(tr.train, self.ctx.log(f"{tr.name}_train"), group="train",
+                            check=lambda done: amp_check(done, run_dir))
         name_entry = self.cfg.find("train_model_name", "train_params")
         weights = run_dir / weights_name(name_entry.value if name_entry else "latest.pdparams")
-        if step.status != "passed":
+        if step.status != "passed" and step.reason != AMP_ON_CPU:
             run.skip(f"eval, export and inference of {tr.name}", f"the train step did not produce {weights}")
             return
         self.run_eval(run, tr, weights)
