@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mobilenetv3_tipc.tipc import chain, config, matrix, results, runner
+from mobilenetv3_tipc.tipc import chain, config, matrix, results, runner, train_chain
 from mobilenetv3_tipc.tipc.config import Config, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -765,11 +765,13 @@ def test_shipped_configs_plan_without_errors(path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(("name", "script", "mode", "message"), [
     ("clas_paddle2onnx_python_linux_cpu.txt", "test_paddle2onnx.sh", "paddle2onnx_infer",
-     "cfg.txt:13: Global.use_onnx is not supported"),
+     "ERROR: cfg.txt:13: Global.use_onnx is not supported: PaddleClas predict_cls.py's ONNX switch; "
+     "this project's ONNX chain is test_paddle2onnx.sh\n"),
     ("clas_serving_python_linux_gpu_cpu.txt", "test_serving.sh", "serving_infer",
-     "cfg.txt:11: serving_dir ./deploy/paddleserving is not a folder of this repository"),
+     "ERROR: cfg.txt:11: serving_dir is not supported: ./deploy/paddleserving is not a folder of this repository "
+     "(this project's service is deploy/serving_python)\n"),
     ("clas_train_ptq_infer_python.txt", "test_train_inference_python.sh", "whole_infer",
-     "kl_quant is not supported: deploy/slim/quant_post_static.py is not in this repository"),
+     "ERROR: cfg.txt:34: kl_quant is not supported: deploy/slim/quant_post_static.py is not in this repository\n"),
 ])
 def test_paddleclas_layouts_we_cannot_run_are_refused(tmp_path: Path, name: str, script: str, mode: str,
                                                        message: str) -> None:
@@ -815,6 +817,25 @@ def test_step6_amp_and_fleet_layouts(tmp_path: Path, name: str) -> None:
         assert multinode and multinode[0].endswith(
             "(multi-node needs hosts: 192.168.0.1, 192.168.0.2 are not reachable here; "
             "run the same command on each host)")
+
+
+def test_step6_fleet_amp_layout(tmp_path: Path) -> None:
+    """Step6 fleet config with the AMP trainer: 2 CPU processes (AMP ran in float32: a hardware
+    skip, its weights still evaluated, exported and inferred), 2 hosts skipped."""
+    result, root, calls = dry_run(tmp_path, (LAYOUTS / "step6_train_fleet_amp_infer_python.txt").read_text(),
+                                  "test_train_inference_python.sh", "lite_train_lite_infer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls[0].startswith("-m paddle.distributed.launch --nproc_per_node 2 --log_dir ")
+    assert " train.py --amp_level=O2 --epochs=1" in calls[0]
+    lines = status_lines(root, "mobilenet_v3_small", "lite_train_lite_infer")
+    run = "amp_train_gpus_-1,-1_autocast_True_nodes_1"
+    train = [line for line in lines if f"{run}_train.log" in line]
+    assert len(train) == 1 and train[0].startswith("Run skipped with command"), lines
+    assert train[0].endswith(f"({train_chain.AMP_ON_CPU})")
+    assert any(f"{run}_export.log" in line and line.startswith("Run successfully") for line in lines)
+    multinode = [line for line in lines if "--ips=192.168.0.1,192.168.0.2" in line]
+    assert multinode and multinode[0].startswith("Run skipped with command")
+    assert "amp_train_gpus_0,1_autocast_True_nodes_2" in multinode[0]
 
 
 def test_amp_that_really_ran_passes(tmp_path: Path) -> None:

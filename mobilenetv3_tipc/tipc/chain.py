@@ -133,7 +133,7 @@ class Context:
             raise self.cfg.error(entry, f"{entry.key} has no command")
         if words[0] == "-m" or words[0].endswith(".py"):
             if words[0].endswith(".py") and not ((base or self.root) / words[0]).is_file():
-                raise self.cfg.error(entry, f"{entry.key} is not supported: {words[0]} is not in this repository")
+                raise self.cfg.unsupported(entry, f"{words[0]} is not in this repository")
             return [*self.python, *words]
         return words
 

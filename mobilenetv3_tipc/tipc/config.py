@@ -43,6 +43,12 @@ _CANONICAL = {alias: name for name, aliases in ALIASES.items() for alias in alia
 
 
 
+# upstream keys this harness refuses, with the reason (by norm_key name)
+REFUSED_KEYS = {
+    "use_onnx": "PaddleClas predict_cls.py's ONNX switch; this project's ONNX chain is test_paddle2onnx.sh",
+}
+
+
 class ConfigError(Exception):
     """A config problem, worded ``FILE:LINE: message`` (or ``FILE: message``)."""
 
@@ -167,6 +173,16 @@ class Config:
 
     def error(self, entry: Entry | None, message: str) -> ConfigError:
         return ConfigError(f"{self.where(entry)}: {message}")
+
+    def unsupported(self, entry: Entry | None, why: str) -> ConfigError:
+        """The one refusal wording: ``FILE:LINE: <key> is not supported: <why>``.
+
+        An upstream key with a known reason (:data:`REFUSED_KEYS`) gets that reason instead of ``why``.
+        """
+        if entry is None:
+            return ConfigError(f"{self.path}: {why}")
+        why = REFUSED_KEYS.get(norm_key(entry.key), why)
+        return self.error(entry, f"{entry.key} is not supported: {why}")
 
     def in_section(self, section: str | None) -> list[Entry]:
         return [e for e in self.entries if section is None or e.section == section]

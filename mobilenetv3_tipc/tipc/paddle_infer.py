@@ -27,11 +27,12 @@ def check_infer_section(ctx: Context, section: str, extra_keys: frozenset[str] =
     for e in ctx.cfg.in_section(section):
         if e.is_flag:
             if e.name not in AXES and e.name not in ROLE_FLAGS and e.name not in PASS_FLAGS:
-                raise ctx.cfg.error(e, f"{e.key} is not supported: the inference step takes "
-                                       f"{', '.join(sorted({*AXES, *PASS_FLAGS, 'img_path', 'benchmark'}))}")
+                raise ctx.cfg.unsupported(e, "the inference step takes "
+                                           f"{', '.join(sorted({*AXES, *PASS_FLAGS, 'img_path', 'benchmark'}))}")
         elif not (e.key in INFER_SECTION_KEYS or e.key in extra_keys or e.key.endswith("_export")
                   or e.key.startswith("Global.")):
-            raise ctx.cfg.error(e, f"{e.key} is not supported in {section}: the harness does not know this key")
+            raise ctx.cfg.unsupported(e, f"no step reads it in {section} (keys: "
+                                          f"{', '.join(sorted(INFER_SECTION_KEYS | extra_keys))}, *_export, Global.*)")
 
 
 @dataclass

@@ -40,10 +40,10 @@ class PtqChain:
             trainers = [cfg.get("trainer", "", "ptq_params") or ""]
             for e in cfg.in_section("ptq_params"):
                 if e.is_flag and e.name not in PTQ_FLAGS:
-                    raise cfg.error(e, f"{e.key} is not supported: post_quant.py takes "
+                    raise cfg.unsupported(e, "post_quant.py takes "
                                        f"{', '.join(sorted(PTQ_FLAGS))}")
                 if not e.is_flag and e.key not in PTQ_KEYS and e.key not in trainers:
-                    raise cfg.error(e, f"{e.key} is not supported in ptq_params: the harness does not know this key")
+                    raise cfg.unsupported(e, f"no step reads it in ptq_params (keys: {', '.join(sorted(PTQ_KEYS))})")
         cfg.require_section("infer_params", "the int8 inference is configured there")
         check_infer_section(ctx, "infer_params")
         self.weights = cfg.get("train_model", "") or f"./pretrain_models/{model}_pretrained.pdparams"

@@ -127,7 +127,8 @@ class ServingChain:
             if e.key.startswith(OPT_PREFIX):
                 continue
             if e.is_flag and e.name not in FLAGS or not e.is_flag and e.key not in KEYS and e.name not in KEYS:
-                raise cfg.error(e, f"{e.key} is not supported: the harness does not know this key")
+                raise cfg.unsupported(e, "the serving chain reads only "
+                                         f"{', '.join(sorted({*KEYS, *FLAGS}))} and {OPT_PREFIX}* keys")
         self.trans = cfg.entry("trans_model")
         if self.trans is not None and not is_null(self.trans.value) and UPSTREAM_CONVERT not in self.trans.value \
                 and self.trans.value.split()[0] != CONVERTER:
@@ -137,7 +138,8 @@ class ServingChain:
         serving_dir = cfg.entry("serving_dir")
         self.serving_dir = (ctx.root / serving_dir.value).resolve() if serving_dir else ctx.root
         if not self.serving_dir.is_dir():
-            raise cfg.error(serving_dir, f"serving_dir {serving_dir.value} is not a folder of this repository")
+            raise cfg.unsupported(serving_dir, f"{serving_dir.value} is not a folder of this repository "
+                                                 "(this project's service is deploy/serving_python)")
         self.opts: list[str] = []
         self.devices = [""]
         model_value = ""

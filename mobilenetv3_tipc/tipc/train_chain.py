@@ -256,10 +256,11 @@ class TrainChain:
         trainers = self.trainer_names()
         for e in cfg.in_section("train_params"):
             if not e.is_flag and e.name not in TRAIN_KEYS and not e.key.endswith("_train") and e.key not in trainers:
-                raise cfg.error(e, f"{e.key} is not supported in train_params: the harness does not know this key")
+                raise cfg.unsupported(e, f"no step reads it in train_params (keys: {', '.join(sorted(TRAIN_KEYS))}, "
+                                            "trainer commands *_train, and --flags)")
         for e in cfg.in_section("eval_params"):
             if not e.is_flag and e.key not in ("eval", "null"):
-                raise cfg.error(e, f"{e.key} is not supported in eval_params: only eval and --flags")
+                raise cfg.unsupported(e, "eval_params holds only eval: and --flags")
         check_infer_section(self.ctx, "infer_params")
         if "train_benchmark_params" in cfg.sections:  # run by benchmark_train.sh; its keys are checked here too
             from mobilenetv3_tipc.tipc.benchmark_chain import read_params
@@ -283,7 +284,9 @@ class TrainChain:
             line = cfg.entry(name, "train_params")
             if line is not None and is_null(line.value):
                 return None, None, False
-            raise cfg.error(line or entry, f"{name} is not supported: {UNSUPPORTED_TRAINERS[name]}")
+            if line is not None:
+                raise cfg.unsupported(line, UNSUPPORTED_TRAINERS[name])
+            raise cfg.error(entry, f"{name} is not supported: {UNSUPPORTED_TRAINERS[name]}")
         norm = cfg.entry("norm_train", "train_params")
         if norm is None:  # PaddleClas AMP configs keep the norm trainer on an amp_train line
             others = [e for e in cfg.in_section("train_params") if e.key.endswith("_train") and not e.is_flag
