@@ -426,6 +426,7 @@ def test_short_forms() -> None:
 STUB = r"""#!/usr/bin/env bash
 # Records its arguments; makes the files the next step reads; FAIL_ON=<word> fails a step;
 # SLEEP_ON=<word> sleeps (for timeouts and signals), writing its PID to $STUB_PIDS.
+[[ "$*" == "-c pass" ]] && exit 0  # the harness's "does this interpreter run" probe
 printf '%s\n' "$*" >> "${STUB_CALLS}"
 args=" $* "
 if [[ -n "${SLEEP_ON:-}" && "${args}" == *"${SLEEP_ON}"* ]]; then echo $$ >> "${STUB_PIDS}"; sleep 120; fi
@@ -515,10 +516,29 @@ def test_step6_layout_builds_upstream_commands(tmp_path: Path) -> None:
     assert "(gpu_list entry 0 needs CUDA; this Paddle build or machine has no GPU)" in lines[-1]
 
 
+def test_an_interpreter_on_path_that_does_not_run_is_refused(tmp_path: Path) -> None:
+    """A pyenv shim for a version that is not installed is on PATH and exits 127."""
+    root = fake_root(tmp_path)
+    shim = root / "python3.7"
+    shim.write_text("#!/usr/bin/env bash\necho \"pyenv: python3.7: command not found\" >&2\nexit 127\n")
+    (root / "cfg.txt").write_text((LAYOUTS / "step6_train_infer_python.txt").read_text())
+    result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt", "lite_train_lite_infer"],
+                            cwd=root, env=stub_env(root), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("cfg.txt:3: python3.7 does not run here ('python3.7 -c pass' exits 127: pyenv: python3.7: command "
+            "not found); activate the venv or set TIPC_PYTHON=/path/to/python") in result.stderr
+    assert not (root / "calls.txt").exists() and not (root / "test_tipc/output").exists()
+    result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt", "lite_train_lite_infer"],
+                            cwd=root, env=stub_env(root, TIPC_PYTHON=str(shim)), capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2 and f"TIPC_PYTHON={shim} does not run here" in result.stderr
+
+
 def test_python_in_the_config_or_tipc_python(tmp_path: Path) -> None:
     text = (LAYOUTS / "step6_train_infer_python.txt").read_text().replace("python:python3.7", "python:python3.0-none")
     result, root, calls = dry_run(tmp_path, text, "test_train_inference_python.sh")
-    assert result.returncode == 2 and "cfg.txt:3: interpreter 'python3.0-none' not found" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "cfg.txt:3: python3.0-none does not run here (not found)" in result.stderr
     assert "TIPC_PYTHON" in result.stderr and calls == []
     result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt"], cwd=root,
                             env=stub_env(root, TIPC_PYTHON=str(root / "python3.7")), capture_output=True, text=True,

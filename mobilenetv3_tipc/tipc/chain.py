@@ -11,7 +11,9 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,17 +148,40 @@ class Context:
         return Run(self.out_dir, results, cwd=self.root)
 
 
+PROBE_TIMEOUT = 30  # seconds; a working interpreter starts in well under one
+
+
+def runs_here(words: Sequence[str]) -> str:
+    """"" when ``words -c pass`` exits 0, else why not (found on PATH is not enough: a pyenv
+    shim for a version that is not installed is on PATH and exits 127)."""
+    if shutil.which(words[0]) is None:
+        return "not found"
+    try:
+        proc = subprocess.run([*words, "-c", "pass"], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=PROBE_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return f"'{' '.join(words)} -c pass' did not finish in {PROBE_TIMEOUT} s"
+    except OSError as exc:
+        return f"cannot start: {exc.strerror}"
+    if proc.returncode != 0:
+        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        return f"'{' '.join(words)} -c pass' exits {proc.returncode}" + (f": {last[0]}" if last[0] else "")
+    return ""
+
+
 def step_python(cfg: Config) -> list[str]:
-    """``TIPC_PYTHON`` when set, else the config's ``python:`` (must be on PATH)."""
+    """``TIPC_PYTHON`` when set, else the config's ``python:``; it must run here (``-c pass``)."""
     override = os.environ.get("TIPC_PYTHON", "").split()
     if override:
-        if shutil.which(override[0]) is None:
-            raise ConfigError(f"TIPC_PYTHON={override[0]}: interpreter not found")
+        problem = runs_here(override)
+        if problem:
+            raise ConfigError(f"TIPC_PYTHON={override[0]} does not run here ({problem})")
         return override
     entry = cfg.find("python")
     words = entry.value.split() if entry is not None and not is_null(entry.value) else ["python"]
-    if shutil.which(words[0]) is None:
-        raise cfg.error(entry, f"interpreter '{words[0]}' not found; activate the venv or set "
+    problem = runs_here(words)
+    if problem:
+        raise cfg.error(entry, f"{words[0]} does not run here ({problem}); activate the venv or set "
                                "TIPC_PYTHON=/path/to/python to run this config unchanged")
     return words
 
