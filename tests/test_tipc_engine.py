@@ -877,3 +877,15 @@ def test_log_names_from_a_hostile_config_stay_in_the_output_folder(tmp_path: Pat
         root, "mobilenet_v3_small", "lite_train_lite_infer") if "(not run)" not in line]
     assert logs and all(out in (root / log).resolve().parents for log in logs), logs
     assert not list(tmp_path.glob("escape*")) and not list(root.glob("escape*"))
+
+
+def test_model_folder_names_come_from_the_layout_module() -> None:
+    """export/layout.py owns the model-folder file names; the harness spells none of them."""
+    from mobilenetv3_tipc.export import layout
+
+    names = (layout.PIR_PROGRAM, layout.LEGACY_PROGRAM, layout.PARAMS, layout.MODEL_INFO, layout.LABEL_LIST,
+             layout.QUANT_MARKER)
+    tipc = REPO_ROOT / "mobilenetv3_tipc" / "tipc"
+    spelled = [(path.name, name) for path in sorted(tipc.glob("*.py")) if path.name not in ("__main__.py", "netns.py")
+               for name in names if f'"{name}"' in path.read_text(encoding="utf-8")]
+    assert spelled == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.tipc.chain import Context, defining_check, render_flag
 from mobilenetv3_tipc.tipc.config import Entry, alternatives, is_null, mode_value, parse_bool
 from mobilenetv3_tipc.tipc.runner import Run, quote_command
@@ -48,7 +49,7 @@ class OnnxChain:
         self.save_file = self.value("save_file", CONVERT) or ""
         if not self.model_dir or not self.save_file:
             raise cfg.error(convert, "--model_dir and --save_file need values")
-        self.model_file = self.value("model_filename", CONVERT) or "inference.json"
+        self.model_file = self.value("model_filename", CONVERT) or layout.PIR_PROGRAM
         self.opset = self.value("opset_version", CONVERT) or ""
         self.convert_argv = self.convert_command(convert)
         infer = cfg.find("inference")

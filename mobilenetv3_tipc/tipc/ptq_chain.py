@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.tipc.chain import Context, defining_check, render_flag, safe_name
 from mobilenetv3_tipc.tipc.config import Entry, is_null, mode_value
 from mobilenetv3_tipc.tipc.paddle_infer import InferencePlan, check_infer_section, infer_entry
@@ -60,7 +61,7 @@ class PtqChain:
         self.export_argv: list[str] | None = None
         if export is not None and not is_null(export.value):
             self.export_argv = ctx.command(export)
-        elif export is None and not (given and Path(self.float_dir, "inference.pdmodel").is_file()):
+        elif export is None and not (given and Path(self.float_dir, layout.LEGACY_PROGRAM).is_file()):
             # Step6 names a model folder (--model_path); it is used as is when it holds a legacy program
             self.export_argv = [*ctx.python, "tools/export_model.py", "--model", model, "--legacy-format"]
         # the int8 model
@@ -131,7 +132,7 @@ class PtqChain:
     def float_export(self, run: Run) -> str:
         if self.export_argv is None:
             run.skip("legacy float export", f"using {self.float_dir} as is", group="export")
-            found = Path(self.float_dir, "inference.pdmodel").is_file()
+            found = Path(self.float_dir, layout.LEGACY_PROGRAM).is_file()
             return "" if found else f"no legacy program in {self.float_dir}"
         argv = self.export_argv + render_flag("--pretrained", self.weights) + render_flag(
             "--save-inference-dir", self.float_dir)

@@ -33,6 +33,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.tipc.chain import Context, cuda_available, defining_check, render_flag
 from mobilenetv3_tipc.tipc.config import alternatives, is_null, unquote
 from mobilenetv3_tipc.tipc.results import Step
@@ -256,7 +257,7 @@ class ServingChain:
     def convert_flags(self) -> list[str]:
         """The converter's flags: upstream convert's keys from the config, defaults for the rest."""
         flags = ["--dirname", str(self.model_dir)]  # the export this chain serves (made by ensure_model)
-        for name, default in (("model_filename", "inference.pdmodel"), ("params_filename", "inference.pdiparams")):
+        for name, default in (("model_filename", layout.LEGACY_PROGRAM), ("params_filename", layout.PARAMS)):
             entry = self.cfg.find(name, flag=True)
             flags += [f"--{name}", entry.value if entry is not None and not is_null(entry.value) else default]
         return [*flags, "--serving_server", str(self.serving_server), "--serving_client", str(self.serving_client)]
@@ -275,7 +276,7 @@ class ServingChain:
                      group="verdict")
 
     def ensure_model(self, run: Run) -> bool:
-        if (self.model_dir / "inference.json").is_file() or (self.model_dir / "inference.pdmodel").is_file():
+        if (self.model_dir / layout.PIR_PROGRAM).is_file() or (self.model_dir / layout.LEGACY_PROGRAM).is_file():
             print(f"inference model found in {self.model_dir}: no export needed", flush=True)
             return True
         weights = self.cfg.find("pretrained", flag=True)
