@@ -450,7 +450,7 @@ SCRIPTS = ["train.py", "tools/export_model.py", "deploy/inference_python/infer.p
 
 
 STDLIB_MODULES = ("cli.py", "hardware.py", "training/__init__.py", "training/profiler.py", "inference/__init__.py",
-                  "inference/engine.py", "export/__init__.py", "export/layout.py")
+                  "inference/engine.py", "export/__init__.py", "export/layout.py", "export/atomic.py")
 
 
 def fake_root(tmp_path: Path) -> Path:
@@ -889,3 +889,16 @@ def test_model_folder_names_come_from_the_layout_module() -> None:
     spelled = [(path.name, name) for path in sorted(tipc.glob("*.py")) if path.name not in ("__main__.py", "netns.py")
                for name in names if f'"{name}"' in path.read_text(encoding="utf-8")]
     assert spelled == []
+
+
+def test_results_files_use_the_one_atomic_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One crash-safe writer (temp file, fsync, rename, folder fsync) for results and exports alike."""
+    from mobilenetv3_tipc.export import atomic
+
+    synced: list[Path] = []
+    real = atomic.fsync_dir
+    monkeypatch.setattr(atomic, "fsync_dir", lambda path: (synced.append(Path(path)), real(path)))
+    target = tmp_path / "new" / "results_python.log"
+    results.atomic_write(target, "Run successfully with command - m - x - y!\n")
+    assert target.read_text() == "Run successfully with command - m - x - y!\n"
+    assert synced == [target.parent] and [p.name for p in target.parent.iterdir()] == [target.name]

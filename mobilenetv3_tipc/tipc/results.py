@@ -32,11 +32,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from mobilenetv3_tipc.export.atomic import write_text_atomic
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 XML_INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -148,18 +149,9 @@ def verdict(steps: list[Step]) -> int:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write TEXT to PATH through a temporary file in the same folder and a rename."""
+    """Write TEXT to PATH crash-safely (:func:`mobilenetv3_tipc.export.atomic.write_text_atomic`), making its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def _clean(text: str) -> str:
