@@ -525,7 +525,7 @@ def test_an_interpreter_on_path_that_does_not_run_is_refused(tmp_path: Path) -> 
     result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt", "lite_train_lite_infer"],
                             cwd=root, env=stub_env(root), capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert ("cfg.txt:3: python3.7 does not run here ('python3.7 -c pass' exits 127: pyenv: python3.7: command "
+    assert ("cfg.txt:3: python3.7 does not run here ('python3.7 -c pass': exit code 127: pyenv: python3.7: command "
             "not found); activate the venv or set TIPC_PYTHON=/path/to/python") in result.stderr
     assert not (root / "calls.txt").exists() and not (root / "test_tipc/output").exists()
     result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt", "lite_train_lite_infer"],

@@ -11,13 +11,13 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mobilenetv3_tipc.tipc.config import Config, ConfigError, Entry, canonical, is_null, norm_key
+from mobilenetv3_tipc.tipc.probe import run_short
 from mobilenetv3_tipc.tipc.results import Results, Step
 from mobilenetv3_tipc.tipc.results import results_name as variant_results_name
 from mobilenetv3_tipc.tipc.runner import Interrupted, LockBusy, Run
@@ -156,17 +156,8 @@ def runs_here(words: Sequence[str]) -> str:
     shim for a version that is not installed is on PATH and exits 127)."""
     if shutil.which(words[0]) is None:
         return "not found"
-    try:
-        proc = subprocess.run([*words, "-c", "pass"], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=PROBE_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        return f"'{' '.join(words)} -c pass' did not finish in {PROBE_TIMEOUT} s"
-    except OSError as exc:
-        return f"cannot start: {exc.strerror}"
-    if proc.returncode != 0:
-        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        return f"'{' '.join(words)} -c pass' exits {proc.returncode}" + (f": {last[0]}" if last[0] else "")
-    return ""
+    problem = run_short([*words, "-c", "pass"], PROBE_TIMEOUT)
+    return f"'{' '.join(words)} -c pass': {problem}" if problem else ""
 
 
 def step_python(cfg: Config) -> list[str]:
