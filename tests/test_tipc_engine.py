@@ -902,3 +902,13 @@ def test_results_files_use_the_one_atomic_writer(tmp_path: Path, monkeypatch: py
     results.atomic_write(target, "Run successfully with command - m - x - y!\n")
     assert target.read_text() == "Run successfully with command - m - x - y!\n"
     assert synced == [target.parent] and [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_refusals_have_one_wording(tmp_path: Path) -> None:
+    cfg = Config.load(write(tmp_path, "===infer_params===\n-o Global.use_onnx:True\n--frobnicate:1\n"))
+    onnx, other = cfg.entries
+    assert str(cfg.unsupported(onnx, "generic")) == (
+        f"{cfg.path}:2: -o Global.use_onnx is not supported: PaddleClas predict_cls.py's ONNX switch; "
+        "this project's ONNX chain is test_paddle2onnx.sh")
+    assert str(cfg.unsupported(other, "infer.py has no such flag")) == (
+        f"{cfg.path}:3: --frobnicate is not supported: infer.py has no such flag")
