@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mobilenetv3_tipc.tipc import chain, config, matrix, results, runner
+from mobilenetv3_tipc.tipc import chain, config, matrix, results, runner, train_chain
 from mobilenetv3_tipc.tipc.config import Config, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -202,15 +202,49 @@ def test_matrix_expansion_counts_and_order(tmp_path: Path) -> None:
 
 
 def test_skip_rules_float_model(tmp_path: Path) -> None:
-    cells = full_matrix(tmp_path).cells(quant=False, cuda=False)
+    """The harness's skips are infer.py's refusals (engine.select_engine), worded as infer.py words them."""
+    cells = full_matrix(tmp_path).cells(quant=False, cuda=False, bfloat16=True)
     ran = [c for c in cells if not c.skip]
     assert {(c.values["enable_mkldnn"], c.values["precision"]) for c in ran} == {
         ("True", "fp32"), ("True", "fp16"), ("False", "fp32")}
-    reasons = {c.skip for c in cells if c.skip}
-    assert reasons == {matrix.NO_CUDA, "int8 needs a quantized model", "fp16 on GPU needs TensorRT",
-                       "int8 needs a quantized model; this one is float", "fp16 on CPU needs MKLDNN",
-                       "int8 on CPU needs MKLDNN"}
-    assert all(c.hardware == (c.skip == matrix.NO_CUDA) for c in cells if c.skip)
+    hardware = {c.skip for c in cells if c.skip and c.hardware}
+    assert hardware == {matrix.NO_CUDA, "TensorRT needs CUDA; this Paddle build or machine has no GPU"}
+    assert all(c.device == "gpu" for c in cells if c.hardware)
+    rules = {c.skip for c in cells if c.skip and not c.hardware}
+    assert rules == {"int8 needs a quantized model (deploy/ptq_python/post_quant.py or train.py --pact_quant)",
+                     "fp16 on CPU needs oneDNN (--enable-mkldnn True)"}
+
+
+def test_reduced_precision_without_bfloat16_is_a_hardware_skip(tmp_path: Path) -> None:
+    cells = full_matrix(tmp_path).cells(quant=False, cuda=False, bfloat16=False)
+    fp16 = [c for c in cells if c.device == "cpu" and c.values["precision"] == "fp16"
+            and c.values["enable_mkldnn"] == "True"]
+    assert fp16 and all(c.hardware and "avx512_bf16" in c.skip for c in fp16)
+
+
+def test_harness_and_infer_share_one_boolean_vocabulary(tmp_path: Path) -> None:
+    from mobilenetv3_tipc.cli import str2bool
+    from mobilenetv3_tipc.tipc.config import parse_bool
+
+    for word in ("y", "Yes", "on", "1", "True", "n", "off", "0", "False", "Fasle"):
+        assert parse_bool(word) == str2bool(word)
+    text = "===infer_params===\n--use-gpu:False\n--enable-mkldnn:y|n\n"
+    cells = matrix.Matrix.from_config(Config.load(write(tmp_path, text)), "infer_params", "m").cells(False, False)
+    assert [(c.values["enable_mkldnn"], bool(c.skip)) for c in cells] == [("y", False), ("n", False)]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--enable-mkldnn:Ture|False", r"cfg\.txt:3: --enable-mkldnn must be True or False, got 'Ture'"),
+    ("--use-tensorrt:maybe", r"cfg\.txt:3: --use-tensorrt must be True or False, got 'maybe'"),
+    ("--use-openvino:False|2x", r"cfg\.txt:3: --use-openvino must be True or False, got '2x'"),
+    ("--precision:fp32|bf16", r"cfg\.txt:3: --precision: unknown precision 'bf16' \(fp32, fp16, int8\)"),
+    ("--cpu-threads:1|two", r"cfg\.txt:3: --cpu-threads: expected a positive whole number, got 'two'"),
+    ("--batch-size:0", r"cfg\.txt:3: --batch-size: expected a positive whole number, got '0'"),
+])
+def test_every_matrix_value_is_checked_at_plan_time(tmp_path: Path, line: str, message: str) -> None:
+    cfg = Config.load(write(tmp_path, f"===infer_params===\n--use-gpu:False\n{line}\n"))
+    with pytest.raises(ConfigError, match=message):
+        matrix.Matrix.from_config(cfg, "infer_params", "m")
 
 
 def test_skip_rules_quantized_model(tmp_path: Path) -> None:
@@ -235,7 +269,7 @@ def test_quantized_model_without_precision_line_runs_int8(tmp_path: Path) -> Non
 def test_use_fp16_and_openvino_axes(tmp_path: Path) -> None:
     text = ("===infer_params===\n-o Global.use_gpu:False\n-o Global.use_fp16:True|False\n--use-openvino:False|True\n"
             "--enable-mkldnn:False|True\n")
-    cells = matrix.Matrix.from_config(Config.load(write(tmp_path, text)), "infer_params", "m").cells(False, False)
+    cells = matrix.Matrix.from_config(Config.load(write(tmp_path, text)), "infer_params", "m").cells(False, False, True)
     runs = [(c.values["enable_mkldnn"], c.values["use_openvino"], c.values["precision"]) for c in cells if not c.skip]
     # OpenVINO: float fp32 only, and in place of oneDNN (infer.py refuses it with --enable-mkldnn True)
     assert runs == [("False", "False", "fp32"), ("False", "True", "fp32"), ("True", "False", "fp16"),
@@ -392,13 +426,18 @@ def test_short_forms() -> None:
 STUB = r"""#!/usr/bin/env bash
 # Records its arguments; makes the files the next step reads; FAIL_ON=<word> fails a step;
 # SLEEP_ON=<word> sleeps (for timeouts and signals), writing its PID to $STUB_PIDS.
+[[ "$*" == "-c pass" ]] && exit 0  # the harness's "does this interpreter run" probe
 printf '%s\n' "$*" >> "${STUB_CALLS}"
 args=" $* "
 if [[ -n "${SLEEP_ON:-}" && "${args}" == *"${SLEEP_ON}"* ]]; then echo $$ >> "${STUB_PIDS}"; sleep 120; fi
 if [[ -n "${FAIL_ON:-}" && "${args}" == *"${FAIL_ON}"* ]]; then echo "stub failure" >&2; exit 3; fi
 for a in "$@"; do
   case "${a}" in
-    --output-dir=*|--output_dir=*) d="${a#*=}"; mkdir -p "${d}"; touch "${d}/latest.pdparams" "${d}/x.pdmodel" ;;
+    --output-dir=*|--output_dir=*) d="${a#*=}"; mkdir -p "${d}"; touch "${d}/latest.pdparams" "${d}/x.pdmodel"
+      # train.py on CPU: AMP asked, trained in float32 (STUB_AMP_APPLIED=true plays a GPU)
+      if [[ "${args}" == *--amp* ]]; then
+        printf '{"amp": true, "amp_applied": %s}\n' "${STUB_AMP_APPLIED:-false}" > "${d}/args.json"
+      fi ;;
     --save-inference-dir=*|--save_inference_dir=*) mkdir -p "${a#*=}"; touch "${a#*=}/inference.pdmodel" ;;
     --save_file=*) mkdir -p "$(dirname "${a#*=}")"; touch "${a#*=}" ;;
   esac
@@ -410,6 +449,10 @@ SCRIPTS = ["train.py", "tools/export_model.py", "deploy/inference_python/infer.p
            "deploy/onnx_python/infer.py"]
 
 
+STDLIB_MODULES = ("cli.py", "hardware.py", "training/__init__.py", "training/profiler.py", "inference/__init__.py",
+                  "inference/engine.py", "export/__init__.py", "export/layout.py", "export/atomic.py")
+
+
 def fake_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     shutil.copytree(REPO_ROOT / "test_tipc", root / "test_tipc", ignore=shutil.ignore_patterns("output"))
@@ -417,9 +460,10 @@ def fake_root(tmp_path: Path) -> Path:
     shutil.copy(REPO_ROOT / "mobilenetv3_tipc" / "__init__.py", root / "mobilenetv3_tipc")
     shutil.copytree(REPO_ROOT / "mobilenetv3_tipc" / "tipc", root / "mobilenetv3_tipc" / "tipc",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    # the stdlib-only modules the benchmark_train reader uses (exit codes, --profiler_options)
-    (root / "mobilenetv3_tipc" / "training").mkdir()
-    for name in ("cli.py", "training/__init__.py", "training/profiler.py"):
+    # the stdlib-only modules the harness imports: exit codes and booleans, --profiler_options,
+    # infer.py's engine rules, the model-folder layout
+    for name in STDLIB_MODULES:
+        (root / "mobilenetv3_tipc" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / "mobilenetv3_tipc" / name, root / "mobilenetv3_tipc" / name)
     for name in SCRIPTS:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -472,10 +516,29 @@ def test_step6_layout_builds_upstream_commands(tmp_path: Path) -> None:
     assert "(gpu_list entry 0 needs CUDA; this Paddle build or machine has no GPU)" in lines[-1]
 
 
+def test_an_interpreter_on_path_that_does_not_run_is_refused(tmp_path: Path) -> None:
+    """A pyenv shim for a version that is not installed is on PATH and exits 127."""
+    root = fake_root(tmp_path)
+    shim = root / "python3.7"
+    shim.write_text("#!/usr/bin/env bash\necho \"pyenv: python3.7: command not found\" >&2\nexit 127\n")
+    (root / "cfg.txt").write_text((LAYOUTS / "step6_train_infer_python.txt").read_text())
+    result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt", "lite_train_lite_infer"],
+                            cwd=root, env=stub_env(root), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("cfg.txt:3: python3.7 does not run here ('python3.7 -c pass': exit code 127: pyenv: python3.7: command "
+            "not found); activate the venv or set TIPC_PYTHON=/path/to/python") in result.stderr
+    assert not (root / "calls.txt").exists() and not (root / "test_tipc/output").exists()
+    result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt", "lite_train_lite_infer"],
+                            cwd=root, env=stub_env(root, TIPC_PYTHON=str(shim)), capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2 and f"TIPC_PYTHON={shim} does not run here" in result.stderr
+
+
 def test_python_in_the_config_or_tipc_python(tmp_path: Path) -> None:
     text = (LAYOUTS / "step6_train_infer_python.txt").read_text().replace("python:python3.7", "python:python3.0-none")
     result, root, calls = dry_run(tmp_path, text, "test_train_inference_python.sh")
-    assert result.returncode == 2 and "cfg.txt:3: interpreter 'python3.0-none' not found" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "cfg.txt:3: python3.0-none does not run here (not found)" in result.stderr
     assert "TIPC_PYTHON" in result.stderr and calls == []
     result = subprocess.run(["bash", "test_tipc/test_train_inference_python.sh", "cfg.txt"], cwd=root,
                             env=stub_env(root, TIPC_PYTHON=str(root / "python3.7")), capture_output=True, text=True,
@@ -722,11 +785,13 @@ def test_shipped_configs_plan_without_errors(path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(("name", "script", "mode", "message"), [
     ("clas_paddle2onnx_python_linux_cpu.txt", "test_paddle2onnx.sh", "paddle2onnx_infer",
-     "cfg.txt:13: Global.use_onnx is not supported"),
+     "ERROR: cfg.txt:13: Global.use_onnx is not supported: PaddleClas predict_cls.py's ONNX switch; "
+     "this project's ONNX chain is test_paddle2onnx.sh\n"),
     ("clas_serving_python_linux_gpu_cpu.txt", "test_serving.sh", "serving_infer",
-     "cfg.txt:11: serving_dir ./deploy/paddleserving is not a folder of this repository"),
+     "ERROR: cfg.txt:11: serving_dir is not supported: ./deploy/paddleserving is not a folder of this repository "
+     "(this project's service is deploy/serving_python)\n"),
     ("clas_train_ptq_infer_python.txt", "test_train_inference_python.sh", "whole_infer",
-     "kl_quant is not supported: deploy/slim/quant_post_static.py is not in this repository"),
+     "ERROR: cfg.txt:34: kl_quant is not supported: deploy/slim/quant_post_static.py is not in this repository\n"),
 ])
 def test_paddleclas_layouts_we_cannot_run_are_refused(tmp_path: Path, name: str, script: str, mode: str,
                                                        message: str) -> None:
@@ -757,13 +822,49 @@ def test_step6_amp_and_fleet_layouts(tmp_path: Path, name: str) -> None:
     lines = status_lines(root, "mobilenet_v3_small", "lite_train_lite_infer")
     if "amp" in name:
         assert calls[0].startswith("train.py --amp_level=O2 --epochs=1")
-        assert any("amp_train_gpus_-1_autocast_True_nodes_1_train.log" in line for line in lines)
+        train = [line for line in lines if "amp_train_gpus_-1_autocast_True_nodes_1_train.log" in line]
+        # AMP on CPU trains in float32: the train step is a hardware skip, never a pass...
+        assert len(train) == 1 and train[0].startswith("Run skipped with command"), lines
+        assert train[0].endswith("(AMP needs CUDA: ran in float32 here; eval/export/inference below use those weights)")
+        # ...and eval, export and inference still run on those weights; the chain is not red
+        assert any("amp_train_gpus_-1_autocast_True_nodes_1_export.log" in line and "successfully" in line
+                   for line in lines)
+        assert any("amp_train_gpus_-1_autocast_True_nodes_1_infer" in line and "successfully" in line
+                   for line in lines)
     else:
         assert calls[0].startswith("-m paddle.distributed.launch --nproc_per_node 2 --log_dir ")
         multinode = [line for line in lines if "--ips=192.168.0.1,192.168.0.2" in line]
         assert multinode and multinode[0].endswith(
             "(multi-node needs hosts: 192.168.0.1, 192.168.0.2 are not reachable here; "
             "run the same command on each host)")
+
+
+def test_step6_fleet_amp_layout(tmp_path: Path) -> None:
+    """Step6 fleet config with the AMP trainer: 2 CPU processes (AMP ran in float32: a hardware
+    skip, its weights still evaluated, exported and inferred), 2 hosts skipped."""
+    result, root, calls = dry_run(tmp_path, (LAYOUTS / "step6_train_fleet_amp_infer_python.txt").read_text(),
+                                  "test_train_inference_python.sh", "lite_train_lite_infer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls[0].startswith("-m paddle.distributed.launch --nproc_per_node 2 --log_dir ")
+    assert " train.py --amp_level=O2 --epochs=1" in calls[0]
+    lines = status_lines(root, "mobilenet_v3_small", "lite_train_lite_infer")
+    run = "amp_train_gpus_-1,-1_autocast_True_nodes_1"
+    train = [line for line in lines if f"{run}_train.log" in line]
+    assert len(train) == 1 and train[0].startswith("Run skipped with command"), lines
+    assert train[0].endswith(f"({train_chain.AMP_ON_CPU})")
+    assert any(f"{run}_export.log" in line and line.startswith("Run successfully") for line in lines)
+    multinode = [line for line in lines if "--ips=192.168.0.1,192.168.0.2" in line]
+    assert multinode and multinode[0].startswith("Run skipped with command")
+    assert "amp_train_gpus_0,1_autocast_True_nodes_2" in multinode[0]
+
+
+def test_amp_that_really_ran_passes(tmp_path: Path) -> None:
+    result, root, _ = dry_run(tmp_path, (LAYOUTS / "step6_train_amp_infer_python.txt").read_text(),
+                              "test_train_inference_python.sh", "lite_train_lite_infer", STUB_AMP_APPLIED="true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = status_lines(root, "mobilenet_v3_small", "lite_train_lite_infer")
+    train = [line for line in lines if "amp_train_gpus_-1_autocast_True_nodes_1_train.log" in line]
+    assert len(train) == 1 and train[0].startswith("Run successfully with command"), lines
 
 
 def test_log_names_from_a_hostile_config_stay_in_the_output_folder(tmp_path: Path) -> None:
@@ -776,3 +877,38 @@ def test_log_names_from_a_hostile_config_stay_in_the_output_folder(tmp_path: Pat
         root, "mobilenet_v3_small", "lite_train_lite_infer") if "(not run)" not in line]
     assert logs and all(out in (root / log).resolve().parents for log in logs), logs
     assert not list(tmp_path.glob("escape*")) and not list(root.glob("escape*"))
+
+
+def test_model_folder_names_come_from_the_layout_module() -> None:
+    """export/layout.py owns the model-folder file names; the harness spells none of them."""
+    from mobilenetv3_tipc.export import layout
+
+    names = (layout.PIR_PROGRAM, layout.LEGACY_PROGRAM, layout.PARAMS, layout.MODEL_INFO, layout.LABEL_LIST,
+             layout.QUANT_MARKER)
+    tipc = REPO_ROOT / "mobilenetv3_tipc" / "tipc"
+    spelled = [(path.name, name) for path in sorted(tipc.glob("*.py")) if path.name not in ("__main__.py", "netns.py")
+               for name in names if f'"{name}"' in path.read_text(encoding="utf-8")]
+    assert spelled == []
+
+
+def test_results_files_use_the_one_atomic_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One crash-safe writer (temp file, fsync, rename, folder fsync) for results and exports alike."""
+    from mobilenetv3_tipc.export import atomic
+
+    synced: list[Path] = []
+    real = atomic.fsync_dir
+    monkeypatch.setattr(atomic, "fsync_dir", lambda path: (synced.append(Path(path)), real(path)))
+    target = tmp_path / "new" / "results_python.log"
+    results.atomic_write(target, "Run successfully with command - m - x - y!\n")
+    assert target.read_text() == "Run successfully with command - m - x - y!\n"
+    assert synced == [target.parent] and [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_refusals_have_one_wording(tmp_path: Path) -> None:
+    cfg = Config.load(write(tmp_path, "===infer_params===\n-o Global.use_onnx:True\n--frobnicate:1\n"))
+    onnx, other = cfg.entries
+    assert str(cfg.unsupported(onnx, "generic")) == (
+        f"{cfg.path}:2: -o Global.use_onnx is not supported: PaddleClas predict_cls.py's ONNX switch; "
+        "this project's ONNX chain is test_paddle2onnx.sh")
+    assert str(cfg.unsupported(other, "infer.py has no such flag")) == (
+        f"{cfg.path}:3: --frobnicate is not supported: infer.py has no such flag")

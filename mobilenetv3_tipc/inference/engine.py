@@ -72,10 +72,17 @@ class Hardware:
 
     @classmethod
     def detect(cls, cpu_threads: int = 0) -> Hardware:
-        from mobilenetv3_tipc.hardware import available_cpus, cpu_has_flag, cuda_available
+        from mobilenetv3_tipc.hardware import available_cpus, cuda_available
 
-        return cls(cuda=cuda_available(), bfloat16=cpu_has_flag("avx512_bf16") or cpu_has_flag("amx_bf16"),
+        return cls(cuda=cuda_available(), bfloat16=cpu_bfloat16(),
                    cpu_threads=cpu_threads if cpu_threads > 0 else available_cpus())
+
+
+def cpu_bfloat16() -> bool:
+    """Whether this CPU has the bfloat16 instructions oneDNN's reduced precision needs (no Paddle import)."""
+    from mobilenetv3_tipc.hardware import cpu_has_flag
+
+    return cpu_has_flag("avx512_bf16") or cpu_has_flag("amx_bf16")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mobilenetv3_tipc.tipc.config import Config, ConfigError, Entry, canonical, is_null, norm_key
+from mobilenetv3_tipc.tipc.probe import run_short
 from mobilenetv3_tipc.tipc.results import Results, Step
 from mobilenetv3_tipc.tipc.results import results_name as variant_results_name
 from mobilenetv3_tipc.tipc.runner import Interrupted, LockBusy, Run
@@ -133,7 +135,7 @@ class Context:
             raise self.cfg.error(entry, f"{entry.key} has no command")
         if words[0] == "-m" or words[0].endswith(".py"):
             if words[0].endswith(".py") and not ((base or self.root) / words[0]).is_file():
-                raise self.cfg.error(entry, f"{entry.key} is not supported: {words[0]} is not in this repository")
+                raise self.cfg.unsupported(entry, f"{words[0]} is not in this repository")
             return [*self.python, *words]
         return words
 
@@ -146,17 +148,31 @@ class Context:
         return Run(self.out_dir, results, cwd=self.root)
 
 
+PROBE_TIMEOUT = 30  # seconds; a working interpreter starts in well under one
+
+
+def runs_here(words: Sequence[str]) -> str:
+    """"" when ``words -c pass`` exits 0, else why not (found on PATH is not enough: a pyenv
+    shim for a version that is not installed is on PATH and exits 127)."""
+    if shutil.which(words[0]) is None:
+        return "not found"
+    problem = run_short([*words, "-c", "pass"], PROBE_TIMEOUT)
+    return f"'{' '.join(words)} -c pass': {problem}" if problem else ""
+
+
 def step_python(cfg: Config) -> list[str]:
-    """``TIPC_PYTHON`` when set, else the config's ``python:`` (must be on PATH)."""
+    """``TIPC_PYTHON`` when set, else the config's ``python:``; it must run here (``-c pass``)."""
     override = os.environ.get("TIPC_PYTHON", "").split()
     if override:
-        if shutil.which(override[0]) is None:
-            raise ConfigError(f"TIPC_PYTHON={override[0]}: interpreter not found")
+        problem = runs_here(override)
+        if problem:
+            raise ConfigError(f"TIPC_PYTHON={override[0]} does not run here ({problem})")
         return override
     entry = cfg.find("python")
     words = entry.value.split() if entry is not None and not is_null(entry.value) else ["python"]
-    if shutil.which(words[0]) is None:
-        raise cfg.error(entry, f"interpreter '{words[0]}' not found; activate the venv or set "
+    problem = runs_here(words)
+    if problem:
+        raise cfg.error(entry, f"{words[0]} does not run here ({problem}); activate the venv or set "
                                "TIPC_PYTHON=/path/to/python to run this config unchanged")
     return words
 

@@ -17,9 +17,12 @@ Every error names ``FILE:LINE`` (:class:`ConfigError`).
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from mobilenetv3_tipc.cli import str2bool
 
 SECTION_RE = re.compile(r"^=+\s*([A-Za-z0-9_]*)\s*=+$")
 MODE_ITEM_RE = re.compile(r"^([A-Za-z0-9_]*(?:train|infer))=(.*)$")
@@ -38,9 +41,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 _CANONICAL = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
 
-TRUE_WORDS = frozenset({"true", "1", "yes", "on", "gpu"})
-# PaddleClas ships `infer_quant:Fasle` in every MobileNetV3 config.
-FALSE_WORDS = frozenset({"false", "fasle", "0", "no", "off", "cpu"})
+
+
+# upstream keys this harness refuses, with the reason (by norm_key name)
+REFUSED_KEYS = {
+    "use_onnx": "PaddleClas predict_cls.py's ONNX switch; this project's ONNX chain is test_paddle2onnx.sh",
+}
 
 
 class ConfigError(Exception):
@@ -168,6 +174,16 @@ class Config:
     def error(self, entry: Entry | None, message: str) -> ConfigError:
         return ConfigError(f"{self.where(entry)}: {message}")
 
+    def unsupported(self, entry: Entry | None, why: str) -> ConfigError:
+        """The one refusal wording: ``FILE:LINE: <key> is not supported: <why>``.
+
+        An upstream key with a known reason (:data:`REFUSED_KEYS`) gets that reason instead of ``why``.
+        """
+        if entry is None:
+            return ConfigError(f"{self.path}: {why}")
+        why = REFUSED_KEYS.get(norm_key(entry.key), why)
+        return self.error(entry, f"{entry.key} is not supported: {why}")
+
     def in_section(self, section: str | None) -> list[Entry]:
         return [e for e in self.entries if section is None or e.section == section]
 
@@ -208,9 +224,8 @@ class Config:
 
 
 def parse_bool(value: str, where: str = "", key: str = "value") -> bool:
-    word = unquote(value).lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ConfigError(f"{where}: {key} must be True or False, got '{value}'")
+    """:func:`mobilenetv3_tipc.cli.str2bool` (the one boolean vocabulary, infer.py's too), or a FILE:LINE error."""
+    try:
+        return str2bool(unquote(value))
+    except argparse.ArgumentTypeError:
+        raise ConfigError(f"{where}: {key} must be True or False, got '{value}'") from None

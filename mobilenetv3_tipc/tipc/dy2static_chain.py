@@ -65,11 +65,11 @@ class Dy2StaticChain:
                                       f"(sections: train_params, {SECTION})")
         for e in cfg.in_section("train_params"):
             if not e.is_flag and e.key not in TRAIN_KEYS:
-                raise cfg.error(e, f"{e.key} is not supported in train_params of a dy2static config "
-                                   f"(keys: {', '.join(sorted(TRAIN_KEYS))} and --flags)")
+                raise cfg.unsupported(e, "a dy2static config's train_params holds only "
+                                       f"{', '.join(sorted(TRAIN_KEYS))} and --flags")
         for e in cfg.in_section(SECTION):
             if e.key not in KEYS:
-                raise cfg.error(e, f"{e.key} is not supported in {SECTION} (keys: {', '.join(KEYS)})")
+                raise cfg.unsupported(e, f"{SECTION} holds only {', '.join(KEYS)}")
         tolerance = cfg.get("loss_tolerance", str(DEFAULT_TOLERANCE), SECTION)
         skip = cfg.get("skip_steps", "1", SECTION)
         try:

@@ -7,17 +7,22 @@ not passed (the script's default applies), except that a quantized model with no
 precision line runs ``int8`` (Step6/PaddleClas PACT and PTQ configs have no precision
 line; their int8 model runs only in int8).
 
-:func:`skip_reason` is the only place the skip rules are written.
+:func:`skip_reason` asks infer.py's engine selection, the only place the skip rules are written;
+the one policy of this harness is the int8 default above. Every value is checked when the
+matrix is planned (a bad one is a FILE:LINE error before anything runs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mobilenetv3_tipc.cli import UnsupportedConfig, UsageError, str2bool
+from mobilenetv3_tipc.inference.engine import PRECISIONS, EngineRequest, Hardware, ModelFiles, select_engine
 from mobilenetv3_tipc.tipc.config import Config, ConfigError, Entry, alternatives, mode_value, norm_key, parse_bool
 
 AXES = ("use_gpu", "use_tensorrt", "precision", "batch_size", "enable_mkldnn", "use_openvino", "cpu_threads")
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+BOOL_AXES = ("use_gpu", "use_tensorrt", "enable_mkldnn", "use_openvino")
+COUNT_AXES = ("batch_size", "cpu_threads")
 NO_CUDA = "GPU inference needs CUDA; this Paddle build or machine has no GPU"
 
 
@@ -50,38 +55,30 @@ def precision_name(key: str, value: str) -> str:
     return value.lower() or "fp32"
 
 
-def skip_reason(cell: Cell, quant: bool, cuda: bool) -> tuple[str, bool]:
-    """(reason, is-hardware) when the cell must not run, else ("", False)."""
+def skip_reason(cell: Cell, quant: bool, cuda: bool, bfloat16: bool = False) -> tuple[str, bool]:
+    """(reason, is-hardware) when the cell must not run, else ("", False).
+
+    The rules are infer.py's own (:func:`mobilenetv3_tipc.inference.engine.select_engine`): a
+    missing-hardware refusal (exit 77) is a hardware skip, a combination no machine runs is a
+    skip with the engine's reason. The model does not exist yet when the matrix is planned, so
+    the folder is taken as ``tools/export_model.py`` writes it (both programs); a folder
+    without its legacy program is infer.py's error when the cell runs.
+    """
     v = cell.values
-    prec = v["precision"]
-    truth = {k: v[k].lower() in ("true", "1", "yes", "on", "gpu") for k in v if k != "precision"}
-    trt = truth.get("use_tensorrt", False)
-    mkldnn = truth.get("enable_mkldnn", True)
-    openvino = truth.get("use_openvino", False)
-    if cell.device == "gpu":
-        if prec == "int8" and not quant:
-            return "int8 needs a quantized model", False
-        if prec in ("fp16", "int8") and not trt:
-            return f"{prec} on GPU needs TensorRT", False
-        if quant and not trt:
-            return "a quantized model on GPU runs only with TensorRT", False
-        if quant and prec != "int8":
-            return "a quantized model runs only in int8", False
-        if openvino:
-            return "OpenVINO is a CPU engine", False
-        if not cuda:
-            return NO_CUDA, True
-        return "", False
-    if quant and not mkldnn:
-        return "a quantized model on CPU needs MKLDNN", False
-    if prec in ("fp16", "int8") and not mkldnn:
-        return f"{prec} on CPU needs MKLDNN", False
-    if quant and prec != "int8":
-        return "a quantized model runs only in int8", False
-    if prec == "int8" and not quant:
-        return "int8 needs a quantized model; this one is float", False
-    if openvino and (prec != "fp32" or quant or ("enable_mkldnn" in v and mkldnn)):
-        return "OpenVINO runs float fp32 models in place of MKLDNN (not with --enable-mkldnn True)", False
+
+    def flag(name: str) -> bool | None:
+        return str2bool(v[name]) if name in v else None
+
+    request = EngineRequest(use_gpu=cell.device == "gpu", use_tensorrt=bool(flag("use_tensorrt")),
+                            enable_mkldnn=flag("enable_mkldnn"), use_openvino=flag("use_openvino"),
+                            precision=v["precision"])
+    files = ModelFiles(pir_program=True, legacy_program=True, quantized=quant)
+    try:
+        select_engine(request, files, Hardware(cuda=cuda, bfloat16=bfloat16, cpu_threads=1))
+    except UnsupportedConfig as exc:
+        return str(exc), True
+    except UsageError as exc:
+        return str(exc), False
     return "", False
 
 
@@ -108,21 +105,25 @@ class Matrix:
                     raise cfg.error(entry, str(exc).lstrip(": ")) from None
                 bad = [value for value in values if value not in PRECISIONS]
                 if bad:
-                    raise cfg.error(entry, f"{entry.key}: unknown precision {bad[0]!r} (fp32, fp16, int8)")
-            if name == "use_gpu":
+                    raise cfg.error(entry, f"{entry.key}: unknown precision {bad[0]!r} ({', '.join(PRECISIONS)})")
+            if name in BOOL_AXES:
                 for value in values:
                     parse_bool(value, cfg.where(entry), entry.key)
+            if name in COUNT_AXES:
+                bad = [value for value in values if not (value.isdigit() and int(value) > 0)]
+                if bad:
+                    raise cfg.error(entry, f"{entry.key}: expected a positive whole number, got {bad[0]!r}")
             axes[name] = (entry, values)
         return cls(axes)
 
-    def cells(self, quant: bool, cuda: bool) -> list[Cell]:
+    def cells(self, quant: bool, cuda: bool, bfloat16: bool = False) -> list[Cell]:
         def alts(name: str, default: list[str] | None = None) -> list[str]:
             return self.axes[name][1] if name in self.axes else (default or [""])
 
         out: list[Cell] = []
         precisions = alts("precision", ["int8"] if quant else ["fp32"])
         for gpu in alts("use_gpu", ["False"]):
-            on_gpu = gpu.lower() in ("true", "1", "yes", "on", "gpu")
+            on_gpu = str2bool(gpu)
             loops = (["use_tensorrt", "precision", "batch_size"] if on_gpu
                      else ["enable_mkldnn", "use_openvino", "cpu_threads", "precision", "batch_size"])
             combos: list[dict[str, str]] = [{"use_gpu": gpu} if "use_gpu" in self.axes else {}]
@@ -134,6 +135,6 @@ class Matrix:
                 cell.flags = [(self.axes[n][0].key if n in self.axes else "--precision", values[n])
                               for n in ("use_gpu", *loops)
                               if n in values and (n in self.axes or quant)]
-                cell.skip, cell.hardware = skip_reason(cell, quant, cuda)
+                cell.skip, cell.hardware = skip_reason(cell, quant, cuda, bfloat16)
                 out.append(cell)
         return out

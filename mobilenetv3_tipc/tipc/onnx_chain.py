@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.tipc.chain import Context, defining_check, render_flag
 from mobilenetv3_tipc.tipc.config import Entry, alternatives, is_null, mode_value, parse_bool
 from mobilenetv3_tipc.tipc.runner import Run, quote_command
@@ -37,18 +38,18 @@ class OnnxChain:
             if e.section not in SECTIONS:
                 raise cfg.error(e, f"{e.key}: section '{e.section}' is not read by this chain")
             if not e.is_flag and e.key not in KEYS:
-                raise cfg.error(e, f"{e.key} is not supported: the harness does not know this key")
+                raise cfg.unsupported(e, f"the paddle2onnx chain reads only {', '.join(sorted(KEYS))} and --flags")
             if e.is_flag and e.section == CONVERT and e.name not in CONVERT_FLAGS | INFER_FLAGS:
-                raise cfg.error(e, f"{e.key} is not supported: not a paddle2onnx or inference flag")
+                raise cfg.unsupported(e, "not a paddle2onnx or deploy/onnx_python/infer.py flag")
             if e.is_flag and e.section == "infer_params" and e.name not in INFER_FLAGS:
-                raise cfg.error(e, f"{e.key} is not supported: deploy/onnx_python/infer.py takes "
-                                   f"{', '.join(sorted(INFER_FLAGS))}")
+                raise cfg.unsupported(e, "deploy/onnx_python/infer.py takes "
+                                       f"{', '.join(sorted(INFER_FLAGS))}")
         convert = cfg.require("2onnx", "the conversion command", CONVERT)
         self.model_dir = self.value("model_dir", CONVERT) or ""
         self.save_file = self.value("save_file", CONVERT) or ""
         if not self.model_dir or not self.save_file:
             raise cfg.error(convert, "--model_dir and --save_file need values")
-        self.model_file = self.value("model_filename", CONVERT) or "inference.json"
+        self.model_file = self.value("model_filename", CONVERT) or layout.PIR_PROGRAM
         self.opset = self.value("opset_version", CONVERT) or ""
         self.convert_argv = self.convert_command(convert)
         infer = cfg.find("inference")

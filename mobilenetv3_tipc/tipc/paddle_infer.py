@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobilenetv3_tipc.inference.engine import cpu_bfloat16
 from mobilenetv3_tipc.tipc.chain import Context, cuda_available, render_flag
 from mobilenetv3_tipc.tipc.config import Entry, is_null, mode_value
 from mobilenetv3_tipc.tipc.matrix import AXES, Matrix
@@ -26,11 +27,12 @@ def check_infer_section(ctx: Context, section: str, extra_keys: frozenset[str] =
     for e in ctx.cfg.in_section(section):
         if e.is_flag:
             if e.name not in AXES and e.name not in ROLE_FLAGS and e.name not in PASS_FLAGS:
-                raise ctx.cfg.error(e, f"{e.key} is not supported: the inference step takes "
-                                       f"{', '.join(sorted({*AXES, *PASS_FLAGS, 'img_path', 'benchmark'}))}")
+                raise ctx.cfg.unsupported(e, "the inference step takes "
+                                           f"{', '.join(sorted({*AXES, *PASS_FLAGS, 'img_path', 'benchmark'}))}")
         elif not (e.key in INFER_SECTION_KEYS or e.key in extra_keys or e.key.endswith("_export")
                   or e.key.startswith("Global.")):
-            raise ctx.cfg.error(e, f"{e.key} is not supported in {section}: the harness does not know this key")
+            raise ctx.cfg.unsupported(e, f"no step reads it in {section} (keys: "
+                                          f"{', '.join(sorted(INFER_SECTION_KEYS | extra_keys))}, *_export, Global.*)")
 
 
 @dataclass
@@ -58,7 +60,7 @@ class InferencePlan:
             gpu_env: dict[str, str] | None = None) -> None:
         needs_cuda = any(c.device == "gpu" for c in self.matrix.cells(quant, True))
         cuda = cuda_available(ctx.python) if needs_cuda else False
-        for cell in self.matrix.cells(quant, cuda):
+        for cell in self.matrix.cells(quant, cuda, cpu_bfloat16()):
             argv = list(self.command)
             for key, value in cell.flags:
                 argv += render_flag(key, value)

@@ -17,6 +17,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.tipc.chain import (
     INFER_MODES,
     KINDS,
@@ -207,9 +208,9 @@ class Prepare:
         tmp = self.weights.with_suffix(".tmp")
         shutil.copyfile(source, tmp)
         os.replace(tmp, self.weights)
-        labels = source.parent / "label_list.txt"
+        labels = source.parent / layout.LABEL_LIST  # the exporter reads it beside the weights
         if labels.is_file():
-            shutil.copyfile(labels, self.weights.parent / "label_list.txt")
+            shutil.copyfile(labels, self.weights.parent / layout.LABEL_LIST)
         info(f"weights: {source} -> {self.weights} ({how})")
 
     def train_weights(self) -> None:
@@ -250,8 +251,8 @@ class Prepare:
 
     def ensure_inference_model(self) -> None:
         out = Path("inference") / f"{self.model}_infer"
-        program = out / "inference.json"
-        if program.is_file() and (out / "inference.pdiparams").is_file() and \
+        program = out / layout.PIR_PROGRAM
+        if program.is_file() and (out / layout.PARAMS).is_file() and \
                 self.weights.stat().st_mtime <= program.stat().st_mtime:
             info(f"inference model: {out} is up to date")
             return

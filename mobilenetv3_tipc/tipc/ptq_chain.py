@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.tipc.chain import Context, defining_check, render_flag, safe_name
 from mobilenetv3_tipc.tipc.config import Entry, is_null, mode_value
 from mobilenetv3_tipc.tipc.paddle_infer import InferencePlan, check_infer_section, infer_entry
@@ -40,10 +41,10 @@ class PtqChain:
             trainers = [cfg.get("trainer", "", "ptq_params") or ""]
             for e in cfg.in_section("ptq_params"):
                 if e.is_flag and e.name not in PTQ_FLAGS:
-                    raise cfg.error(e, f"{e.key} is not supported: post_quant.py takes "
+                    raise cfg.unsupported(e, "post_quant.py takes "
                                        f"{', '.join(sorted(PTQ_FLAGS))}")
                 if not e.is_flag and e.key not in PTQ_KEYS and e.key not in trainers:
-                    raise cfg.error(e, f"{e.key} is not supported in ptq_params: the harness does not know this key")
+                    raise cfg.unsupported(e, f"no step reads it in ptq_params (keys: {', '.join(sorted(PTQ_KEYS))})")
         cfg.require_section("infer_params", "the int8 inference is configured there")
         check_infer_section(ctx, "infer_params")
         self.weights = cfg.get("train_model", "") or f"./pretrain_models/{model}_pretrained.pdparams"
@@ -60,7 +61,7 @@ class PtqChain:
         self.export_argv: list[str] | None = None
         if export is not None and not is_null(export.value):
             self.export_argv = ctx.command(export)
-        elif export is None and not (given and Path(self.float_dir, "inference.pdmodel").is_file()):
+        elif export is None and not (given and Path(self.float_dir, layout.LEGACY_PROGRAM).is_file()):
             # Step6 names a model folder (--model_path); it is used as is when it holds a legacy program
             self.export_argv = [*ctx.python, "tools/export_model.py", "--model", model, "--legacy-format"]
         # the int8 model
@@ -131,7 +132,7 @@ class PtqChain:
     def float_export(self, run: Run) -> str:
         if self.export_argv is None:
             run.skip("legacy float export", f"using {self.float_dir} as is", group="export")
-            found = Path(self.float_dir, "inference.pdmodel").is_file()
+            found = Path(self.float_dir, layout.LEGACY_PROGRAM).is_file()
             return "" if found else f"no legacy program in {self.float_dir}"
         argv = self.export_argv + render_flag("--pretrained", self.weights) + render_flag(
             "--save-inference-dir", self.float_dir)

@@ -30,13 +30,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from mobilenetv3_tipc.export.atomic import write_text_atomic
+from mobilenetv3_tipc.tipc.probe import run_short
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 XML_INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -148,18 +149,9 @@ def verdict(steps: list[Step]) -> int:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write TEXT to PATH through a temporary file in the same folder and a rename."""
+    """Write TEXT to PATH crash-safely (:func:`mobilenetv3_tipc.export.atomic.write_text_atomic`), making its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def _clean(text: str) -> str:
@@ -232,18 +224,11 @@ def refresh_report(output_root: Path) -> str:
     python = report_python()
     if python is None:
         return "the report needs Python >= 3.11: set TIPC_REPORT_PYTHON"
-    command = [python, "-m", "mobilenetv3_tipc.report", "--output-root", str(output_root)]
-    try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=REPORT_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
+    problem = run_short([python, "-m", "mobilenetv3_tipc.report", "--output-root", str(output_root)],
+                        REPORT_TIMEOUT_S)
+    if problem.startswith("did not finish"):
         return f"the report took more than {REPORT_TIMEOUT_S} s"
-    except OSError as exc:
-        return f"cannot run {python}: {exc.strerror}"
-    if done.returncode != 0:
-        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        return f"exit code {done.returncode}" + (f": {lines[-1].strip()}" if lines else "")
-    return ""
+    return problem
 
 
 @dataclass

@@ -28,7 +28,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mobilenetv3_tipc.tipc.results import NOT_RUN, Results, Step
@@ -195,8 +195,13 @@ class Run:
             )
 
     def step(self, argv: Sequence[str], log: Path, group: str = "", cwd: Path | None = None,
-             env: dict[str, str] | None = None, timeout: int | None = None) -> Step:
-        """Run ARGV to LOG and record it by its own exit code."""
+             env: dict[str, str] | None = None, timeout: int | None = None,
+             check: Callable[[Step], None] | None = None) -> Step:
+        """Run ARGV to LOG and record it by its own exit code.
+
+        ``check`` sees a passed step before it is recorded and may correct it (a run that exited 0
+        without doing what its flags ask is recorded as what it did).
+        """
         self.check_interrupted()
         timeout = timeout or step_timeout()
         command = quote_command(argv)
@@ -244,6 +249,8 @@ class Run:
             step.status, step.reason, step.hardware = "skipped", (skipped[-1] if skipped else "exit code 77"), True
         else:
             step.status, step.reason = "failed", f"exit code {rc}"
+        if check is not None and step.status == "passed":
+            check(step)
         self.results.add(step)
         if reason.startswith("interrupted"):
             self.check_interrupted()

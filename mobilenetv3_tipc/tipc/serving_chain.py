@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.tipc.chain import Context, cuda_available, defining_check, render_flag
 from mobilenetv3_tipc.tipc.config import alternatives, is_null, unquote
 from mobilenetv3_tipc.tipc.results import Step
@@ -148,7 +149,8 @@ class ServingChain:
             if e.key.startswith(OPT_PREFIX):
                 continue
             if e.is_flag and e.name not in FLAGS or not e.is_flag and e.key not in KEYS and e.name not in KEYS:
-                raise cfg.error(e, f"{e.key} is not supported: the harness does not know this key")
+                raise cfg.unsupported(e, "the serving chain reads only "
+                                         f"{', '.join(sorted({*KEYS, *FLAGS}))} and {OPT_PREFIX}* keys")
         self.trans = cfg.entry("trans_model")
         if self.trans is not None and not is_null(self.trans.value) and UPSTREAM_CONVERT not in self.trans.value \
                 and self.trans.value.split()[0] != CONVERTER:
@@ -158,7 +160,8 @@ class ServingChain:
         serving_dir = cfg.entry("serving_dir")
         self.serving_dir = (ctx.root / serving_dir.value).resolve() if serving_dir else ctx.root
         if not self.serving_dir.is_dir():
-            raise cfg.error(serving_dir, f"serving_dir {serving_dir.value} is not a folder of this repository")
+            raise cfg.unsupported(serving_dir, f"{serving_dir.value} is not a folder of this repository "
+                                                 "(this project's service is deploy/serving_python)")
         self.opts: list[str] = []
         self.devices = [""]
         model_value = ""
@@ -291,7 +294,7 @@ class ServingChain:
     def convert_flags(self) -> list[str]:
         """The converter's flags: upstream convert's keys from the config, defaults for the rest."""
         flags = ["--dirname", str(self.model_dir)]  # the export this chain serves (made by ensure_model)
-        for name, default in (("model_filename", "inference.pdmodel"), ("params_filename", "inference.pdiparams")):
+        for name, default in (("model_filename", layout.LEGACY_PROGRAM), ("params_filename", layout.PARAMS)):
             entry = self.cfg.find(name, flag=True)
             flags += [f"--{name}", entry.value if entry is not None and not is_null(entry.value) else default]
         return [*flags, "--serving_server", str(self.serving_server), "--serving_client", str(self.serving_client)]
@@ -310,7 +313,7 @@ class ServingChain:
                      group="verdict")
 
     def ensure_model(self, run: Run) -> bool:
-        if (self.model_dir / "inference.json").is_file() or (self.model_dir / "inference.pdmodel").is_file():
+        if (self.model_dir / layout.PIR_PROGRAM).is_file() or (self.model_dir / layout.LEGACY_PROGRAM).is_file():
             print(f"inference model found in {self.model_dir}: no export needed", flush=True)
             return True
         weights = self.cfg.find("pretrained", flag=True)

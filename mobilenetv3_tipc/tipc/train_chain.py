@@ -8,6 +8,7 @@ reason; independent steps still run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -88,6 +89,20 @@ class TrainRun:
     hardware: bool = False
     gpu_env: dict[str, str] = field(default_factory=dict)
     hosts: list[HostLaunch] = field(default_factory=list)  # multi-node: one launch per host, run in parallel
+
+
+AMP_ON_CPU = "AMP needs CUDA: ran in float32 here; eval/export/inference below use those weights"
+
+
+def amp_check(step: Step, run_dir: Path) -> None:
+    """A train step asked for AMP that trained in float32 (train.py's ``amp_applied`` in args.json)
+    is skipped for missing hardware, not passed; its weights still feed the steps after it."""
+    try:
+        info = json.loads((run_dir / "args.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if info.get("amp") and info.get("amp_applied") is False:
+        step.status, step.reason, step.hardware = "skipped", AMP_ON_CPU, True
 
 
 def parse_device(ctx: Context, entry: Entry, text: str) -> Device:
@@ -241,10 +256,11 @@ class TrainChain:
         trainers = self.trainer_names()
         for e in cfg.in_section("train_params"):
             if not e.is_flag and e.name not in TRAIN_KEYS and not e.key.endswith("_train") and e.key not in trainers:
-                raise cfg.error(e, f"{e.key} is not supported in train_params: the harness does not know this key")
+                raise cfg.unsupported(e, f"no step reads it in train_params (keys: {', '.join(sorted(TRAIN_KEYS))}, "
+                                            "trainer commands *_train, and --flags)")
         for e in cfg.in_section("eval_params"):
             if not e.is_flag and e.key not in ("eval", "null"):
-                raise cfg.error(e, f"{e.key} is not supported in eval_params: only eval and --flags")
+                raise cfg.unsupported(e, "eval_params holds only eval: and --flags")
         check_infer_section(self.ctx, "infer_params")
         if "train_benchmark_params" in cfg.sections:  # run by benchmark_train.sh; its keys are checked here too
             from mobilenetv3_tipc.tipc.benchmark_chain import read_params
@@ -268,7 +284,9 @@ class TrainChain:
             line = cfg.entry(name, "train_params")
             if line is not None and is_null(line.value):
                 return None, None, False
-            raise cfg.error(line or entry, f"{name} is not supported: {UNSUPPORTED_TRAINERS[name]}")
+            if line is not None:
+                raise cfg.unsupported(line, UNSUPPORTED_TRAINERS[name])
+            raise cfg.error(entry, f"{name} is not supported: {UNSUPPORTED_TRAINERS[name]}")
         norm = cfg.entry("norm_train", "train_params")
         if norm is None:  # PaddleClas AMP configs keep the norm trainer on an amp_train line
             others = [e for e in cfg.in_section("train_params") if e.key.endswith("_train") and not e.is_flag
@@ -430,10 +448,11 @@ class TrainChain:
         if tr.hosts:
             step = self.run_hosts(run, tr)
         else:
-            step = run.step(tr.train, self.ctx.log(f"{tr.name}_train"), group="train")
+            step = run.step(tr.train, self.ctx.log(f"{tr.name}_train"), group="train",
+                            check=lambda done: amp_check(done, run_dir))
         name_entry = self.cfg.find("train_model_name", "train_params")
         weights = run_dir / weights_name(name_entry.value if name_entry else "latest.pdparams")
-        if step.status != "passed":
+        if step.status != "passed" and step.reason != AMP_ON_CPU:
             run.skip(f"eval, export and inference of {tr.name}", f"the train step did not produce {weights}")
             return
         self.run_eval(run, tr, weights)
