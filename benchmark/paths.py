@@ -19,6 +19,7 @@ import numpy as np
 from mobilenetv3_tipc.data.batching import BatchPreprocessor
 from mobilenetv3_tipc.data.postprocess import topk
 from mobilenetv3_tipc.data.preprocess import decode_image, normalize_chw, preprocess, resize_center_crop
+from mobilenetv3_tipc.export import layout
 from mobilenetv3_tipc.inference.paddle_predictor import CPU_VARIANTS
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def prepare_model(name: str, work: Path) -> ModelFiles:
         raise RuntimeError(f"tools/export_model.py failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     import paddle2onnx
 
-    paddle2onnx.export(str(files.infer_dir / "inference.json"), str(files.infer_dir / "inference.pdiparams"),
+    paddle2onnx.export(str(files.infer_dir / layout.PIR_PROGRAM), str(files.infer_dir / layout.PARAMS),
                        str(files.onnx_file), opset_version=ONNX_OPSET, auto_upgrade_opset=False,
                        enable_onnx_checker=True)
     if not files.onnx_file.is_file():

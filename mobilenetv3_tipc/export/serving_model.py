@@ -35,6 +35,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from mobilenetv3_tipc.export import layout
+
 logger = logging.getLogger(__name__)
 
 SERVER_CONF = "serving_server_conf.prototxt"
@@ -43,7 +45,7 @@ CLIENT_CONF = "serving_client_conf.prototxt"
 CLIENT_STREAM_CONF = "serving_client_conf.stream.prototxt"
 DEFAULT_MODEL_FILENAME = "model.pdmodel"  # convert's names when --model_filename/--params_filename are omitted
 DEFAULT_PARAMS_FILENAME = "params.pdiparams"
-EXTRA_FILES = ("label_list.txt", "model_info.json")
+EXTRA_FILES = (layout.LABEL_LIST, layout.MODEL_INFO)
 REPLACES_NOTE = ("tools/export_serving_model.py replaces `python -m paddle_serving_client.convert`: the real "
                  "converter imports paddle.fluid, which Paddle removed in 2.6 (2.6.2 is the oldest Paddle on PyPI); "
                  "the layout written is the same")
@@ -232,7 +234,7 @@ def _find_program(dirname: Path, model_filename: str | None) -> Path:
     if len(programs) != 1:
         pir = " (it holds a PIR inference.json only: export with tools/export_model.py, which writes the legacy " \
               "inference.pdmodel beside it; Paddle 2.6 in the serving env cannot read PIR programs)" \
-              if (dirname / "inference.json").is_file() else ""
+              if (dirname / layout.PIR_PROGRAM).is_file() else ""
         raise ServingModelError(f"{dirname}: expected one legacy program (*.pdmodel), found "
                                 f"{len(programs)}{pir}; name it with --model_filename")
     return programs[0]
