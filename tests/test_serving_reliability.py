@@ -352,6 +352,34 @@ def test_hard_exit_when_the_grace_period_is_over(monkeypatch: pytest.MonkeyPatch
     assert exits == [1]
 
 
+def test_hard_exit_happens_even_when_the_log_stream_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A root handler whose stream is gone (a closed stderr) must not stop the hard exit."""
+    import asyncio
+    import io
+    import logging
+    import types
+
+    import uvicorn
+
+    from mobilenetv3_tipc.serving import server as server_module
+
+    closed = io.StringIO()
+    closed.close()
+    handler = logging.StreamHandler(closed)
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # no "--- Logging error ---" noise from emit
+    logging.getLogger().addHandler(handler)
+    try:
+        exits: list[int] = []
+        monkeypatch.setattr(server_module, "HARD_EXIT_MARGIN_S", 0.1)
+        monkeypatch.setattr(server_module.os, "_exit", exits.append)
+        runtime = types.SimpleNamespace(shutting_down=False, stop_by=None, cutoff=asyncio.Event())
+        graceful = server_module.GracefulServer(uvicorn.Config(app=None), runtime, grace_s=0.2)
+        graceful.begin_shutdown("test")
+        assert wait_for(lambda: exits == [1], 5)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
 def test_connection_caps_evict_the_longest_idle_and_refuse_only_when_all_are_busy() -> None:
     from mobilenetv3_tipc.serving.connections import ConnectionGuard, ConnectionLimits
 

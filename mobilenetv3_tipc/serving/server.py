@@ -128,11 +128,15 @@ class GracefulServer(uvicorn.Server):
 
     def _hard_exit_watchdog(self) -> None:
         time.sleep(self.grace_s + HARD_EXIT_MARGIN_S)
-        logger.error("still running %.0f s after %s (graceful_shutdown_timeout_s = %g): exiting now",
-                     self.grace_s + HARD_EXIT_MARGIN_S, self.stop_reason, self.grace_s)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        os._exit(EXIT_FAILED)
+        try:
+            logger.error("still running %.0f s after %s (graceful_shutdown_timeout_s = %g): exiting now",
+                         self.grace_s + HARD_EXIT_MARGIN_S, self.stop_reason, self.grace_s)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+        except (OSError, ValueError):  # a closed or broken log stream must not keep the process alive
+            pass
+        finally:
+            os._exit(EXIT_FAILED)
 
 
 def watch_parent(server: GracefulServer, pid: int) -> None:
