@@ -363,9 +363,9 @@ def test_hard_exit_happens_even_when_the_log_stream_is_closed(monkeypatch: pytes
 
     from mobilenetv3_tipc.serving import server as server_module
 
-    closed = io.StringIO()
-    closed.close()
-    handler = logging.StreamHandler(closed)
+    handler = logging.StreamHandler(io.StringIO())
+    handler.stream = open(os.devnull, "w")  # noqa: SIM115 - closed on purpose: a stderr that went away
+    handler.stream.close()
     monkeypatch.setattr(logging, "raiseExceptions", False)  # no "--- Logging error ---" noise from emit
     logging.getLogger().addHandler(handler)
     try:
