@@ -96,17 +96,7 @@ def port_in_range() -> int:
 
 def session_processes(sid: int) -> list[int]:
     """PIDs (not zombies) whose session id is ``sid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):  # fields: state ppid pgrp session ...
-            found.append(int(entry.name))
-    return found
+    return process.live_processes(session=sid)
 
 
 def processes_using(path: Path) -> list[int]:

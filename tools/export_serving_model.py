@@ -11,13 +11,8 @@ converter does not import on Paddle >= 2.6. See :mod:`mobilenetv3_tipc.export.se
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from mobilenetv3_tipc.export.serving_model import main  # noqa: E402
+from mobilenetv3_tipc.export.serving_model import main
 
 if __name__ == "__main__":
     sys.exit(main())

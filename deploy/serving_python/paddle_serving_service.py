@@ -31,14 +31,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from paddle_serving_server.web_service import Op, WebService
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from paddle_serving_server.web_service import Op, WebService  # noqa: E402
-
-from mobilenetv3_tipc.data import labels, preprocess  # noqa: E402
+from mobilenetv3_tipc.data import labels, preprocess
 
 SERVICE_NAME = "imagenet"
 SERVER_CONF = "serving_server_conf.prototxt"

@@ -38,11 +38,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
-from mobilenetv3_tipc.data.preprocess import list_images  # noqa: E402
+from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mobilenetv3_tipc.data.preprocess import list_images
 
 logger = logging.getLogger(__name__)
 

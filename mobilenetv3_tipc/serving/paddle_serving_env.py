@@ -42,10 +42,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_UNSUPPORTED  # noqa: E402
+from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_UNSUPPORTED
 
 logger = logging.getLogger(__name__)
 

@@ -35,13 +35,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # noqa: E402
-from mobilenetv3_tipc.serving import process  # noqa: E402
-from mobilenetv3_tipc.serving.paddle_serving_env import ROOT, subprocess_env  # noqa: E402
-from mobilenetv3_tipc.serving.process import log_tail  # noqa: E402
+from mobilenetv3_tipc.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mobilenetv3_tipc.serving import process
+from mobilenetv3_tipc.serving.paddle_serving_env import ROOT, subprocess_env
+from mobilenetv3_tipc.serving.process import log_tail
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +83,8 @@ class PaddleServing:
 
 
 def group_members(pgid: int) -> list[int]:
-    """PIDs of the live (not zombie) processes of process group ``pgid``, read from ``/proc``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return sorted(members)
+    """PIDs of the live processes of process group ``pgid``."""
+    return process.live_processes(group=pgid)
 
 
 def listening(port: int) -> bool:

@@ -57,6 +57,26 @@ class ServerStartError(RuntimeError):
         self.exit_code = exit_code
 
 
+
+def live_processes(*, group: int | None = None, session: int | None = None) -> list[int]:
+    """PIDs of the live (not zombie) processes in process group ``group`` or session ``session``, from ``/proc``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses, so split after the last ')'.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) < 4 or fields[0] in ("Z", "X"):
+            continue
+        if (group is not None and int(fields[2]) == group) or (session is not None and int(fields[3]) == session):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def process_alive(pid: int) -> bool:
     """True while ``pid`` runs; an exited child its parent has not reaped yet (zombie) counts as gone."""
     try:

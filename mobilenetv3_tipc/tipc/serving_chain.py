@@ -508,15 +508,7 @@ class ServingChain:
 
 
 def session_processes(sid: int) -> list[int]:
-    """PIDs (not zombies) whose session id is SID, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):  # fields: state ppid pgrp session ...
-            found.append(int(entry.name))
-    return found
+    """PIDs (not zombies) whose session id is SID."""
+    from mobilenetv3_tipc.serving.process import live_processes
+
+    return live_processes(session=sid)
