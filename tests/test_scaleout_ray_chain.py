@@ -17,14 +17,13 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from mobilenetv3_tipc.tipc.serving_chain import session_processes
-from tests.fixtures.serving import REPO, lite_images, tiny_models
+from tests.fixtures.serving import serving_workspace
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.slow, pytest.mark.tipc]
 
@@ -33,16 +32,7 @@ RAY_STEPS = ("server_ray_ready.log", "client_ray.log", "check_ray.log", "server_
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    model_dir, _ = tiny_models(base)
-    images = lite_images(base)
-    work = tmp_path_factory.mktemp("ray_chain") / "repo"
-    ignore = shutil.ignore_patterns("__pycache__", "output")
-    for name in ("deploy", "test_tipc", "tools", "mobilenetv3_tipc"):
-        shutil.copytree(REPO / name, work / name, ignore=ignore)
-    shutil.copytree(model_dir, work / "inference" / "tiny_infer")
-    shutil.copytree(images[0].parents[1], work / "lite_data" / "val")
-    return work
+    return serving_workspace(tmp_path_factory, "ray_chain")
 
 
 def write_config(workspace: Path, name: str, **values: str) -> str:

@@ -27,7 +27,7 @@ import pytest
 
 from mobilenetv3_tipc.hardware import cuda_available
 from mobilenetv3_tipc.serving import paddle_serving_process as ps
-from tests.fixtures.serving import REPO, lite_images, tiny_models
+from tests.fixtures.serving import REPO, serving_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.tipc]
 
@@ -111,16 +111,7 @@ def test_serving_chain_after_lite_train(tipc_workspace: Path, tipc_env: dict[str
 
 @pytest.fixture(scope="module")
 def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    model_dir, _ = tiny_models(base)
-    images = lite_images(base)
-    work = tmp_path_factory.mktemp("serving_chain") / "repo"
-    ignore = shutil.ignore_patterns("__pycache__", "output")
-    for name in ("deploy", "test_tipc", "tools", "mobilenetv3_tipc"):
-        shutil.copytree(REPO / name, work / name, ignore=ignore)
-    shutil.copytree(model_dir, work / "inference" / "tiny_infer")
-    shutil.copytree(images[0].parents[1], work / "lite_data" / "val")
-    return work
+    return serving_workspace(tmp_path_factory, "serving_chain")
 
 
 def write_chain_config(workspace: Path, name: str, **values: str) -> str:
