@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -330,8 +331,8 @@ def test_server_exits_when_its_watched_parent_dies(tmp_path: Path, model_dir: Pa
         parent.wait(10)
 
 
-def test_hard_exit_when_the_grace_period_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server still alive after its grace period (a model call that never returns) ends itself with exit 1."""
+def start_hard_exit_watchdog(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], Any, Any]:
+    """A GracefulServer (grace 0.2 s, margin 0.1 s) told to shut down, with os._exit recorded instead of run."""
     import asyncio
     import types
 
@@ -345,6 +346,12 @@ def test_hard_exit_when_the_grace_period_is_over(monkeypatch: pytest.MonkeyPatch
     runtime = types.SimpleNamespace(shutting_down=False, stop_by=None, cutoff=asyncio.Event())
     graceful = server_module.GracefulServer(uvicorn.Config(app=None), runtime, grace_s=0.2)
     graceful.begin_shutdown("test")
+    return exits, runtime, graceful
+
+
+def test_hard_exit_when_the_grace_period_is_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server still alive after its grace period (a model call that never returns) ends itself with exit 1."""
+    exits, runtime, graceful = start_hard_exit_watchdog(monkeypatch)
     graceful.begin_shutdown("again")  # idempotent: one watchdog
     assert runtime.shutting_down and graceful.should_exit
     assert wait_for(lambda: exits == [1], 5)
@@ -354,14 +361,8 @@ def test_hard_exit_when_the_grace_period_is_over(monkeypatch: pytest.MonkeyPatch
 
 def test_hard_exit_happens_even_when_the_log_stream_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A root handler whose stream is gone (a closed stderr) must not stop the hard exit."""
-    import asyncio
     import io
     import logging
-    import types
-
-    import uvicorn
-
-    from mobilenetv3_tipc.serving import server as server_module
 
     handler = logging.StreamHandler(io.StringIO())
     handler.stream = open(os.devnull, "w")  # noqa: SIM115 - closed on purpose: a stderr that went away
@@ -369,12 +370,7 @@ def test_hard_exit_happens_even_when_the_log_stream_is_closed(monkeypatch: pytes
     monkeypatch.setattr(logging, "raiseExceptions", False)  # no "--- Logging error ---" noise from emit
     logging.getLogger().addHandler(handler)
     try:
-        exits: list[int] = []
-        monkeypatch.setattr(server_module, "HARD_EXIT_MARGIN_S", 0.1)
-        monkeypatch.setattr(server_module.os, "_exit", exits.append)
-        runtime = types.SimpleNamespace(shutting_down=False, stop_by=None, cutoff=asyncio.Event())
-        graceful = server_module.GracefulServer(uvicorn.Config(app=None), runtime, grace_s=0.2)
-        graceful.begin_shutdown("test")
+        exits, _, _ = start_hard_exit_watchdog(monkeypatch)
         assert wait_for(lambda: exits == [1], 5)
     finally:
         logging.getLogger().removeHandler(handler)
